@@ -1,0 +1,20 @@
+# picat: Pic@Point pre-training and its benchmarks as one workflow.
+#   snakemake --cores 2            the selected suite's default target (see README)
+#   snakemake --cores 2 shards     every HDF5 shard of the selected suite
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/render_env.smk"
+include: "workflow/rules/shards.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.shards.input,

@@ -1,0 +1,158 @@
+"""The `picat` command: the entry points the workflow's rules call, and user utilities.
+
+Errors a user can act on print one line naming the file or key; set PICAT_DEBUG=1 for the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from picat.config import ConfigError, validate_config
+from picat.corpus import CorpusError
+from picat.meshes import MeshError
+from picat.shards import ShardError
+
+# Errors a user can act on: printed as one line, without a traceback.
+USER_ERRORS = (ConfigError, CorpusError, MeshError, ShardError, FileNotFoundError, RuntimeError, ValueError)
+
+
+def _json_arg(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _cmd_render_env(args: argparse.Namespace) -> None:
+    from picat.render.environment import build_render_env
+
+    build_render_env(Path(args.env_dir))
+
+
+def _cmd_corpus(args: argparse.Namespace) -> None:
+    from picat.stages.corpus import build_corpus
+
+    build_corpus(args.settings, args.objects_per_shard, Path(args.out))
+
+
+def _cmd_render(args: argparse.Namespace) -> None:
+    from picat.stages.render import render_shard
+
+    render_shard(Path(args.manifest), Path(args.out), Path(args.env), args.settings, args.up_axis)
+
+
+def _cmd_pack(args: argparse.Namespace) -> None:
+    from picat.stages.pack import pack_shard
+
+    pack_shard(Path(args.manifest), Path(args.renders), Path(args.out), args.n_points, args.seed, args.suite)
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    from picat.shards import validate_shard
+
+    for path in args.shards:
+        summary = validate_shard(Path(path), check_projection=args.check_projection)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+            continue
+        print(f"{summary['path']}: OK (schema v{summary['schema_version']}, {summary['file_mb']} MB, suite {summary['suite']!r})")
+        print(f"  objects: {summary['objects']} x {summary['points_per_object']} points, "
+              f"{summary['views']} views of {summary['image_size'][0]}x{summary['image_size'][1]}")
+        print("  categories: " + ", ".join(f"{c} {n}" for c, n in summary["categories"].items()))
+        print(f"  skipped: {len(summary['skipped'])}")
+        for skipped in summary["skipped"]:
+            print(f"    {skipped['object_id']} ({skipped['path']}): {skipped['reason']}")
+        if "min_fraction_on_mask" in summary:
+            worst = min(summary["min_fraction_on_mask"].values())
+            print(f"  projection check: worst view of {len(summary['min_fraction_on_mask'])} objects has "
+                  f"{100 * worst:.1f}% of points on the object's mask")
+
+
+def _cmd_index(args: argparse.Namespace) -> None:
+    from picat.shards import write_index
+
+    index = write_index([Path(path) for path in args.shards], Path(args.out))
+    print(f"{args.out}: {index['objects']} objects in {len(index['shards'])} shards, {index['skipped']} skipped")
+
+
+def _cmd_check_config(args: argparse.Namespace) -> None:
+    path = Path(args.config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    validate_config(yaml.safe_load(path.read_text()))
+    print(f"{path}: valid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picat", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    command = commands.add_parser("render-env", help="build the BlenderProc render environment")
+    command.add_argument("env_dir")
+    command.set_defaults(run=_cmd_render_env)
+
+    command = commands.add_parser("corpus", help="list (or generate) the corpus and write shard manifests")
+    command.add_argument("--settings", type=_json_arg, required=True, help="the suite's corpus block, as JSON")
+    command.add_argument("--objects-per-shard", type=int, required=True)
+    command.add_argument("--out", required=True)
+    command.set_defaults(run=_cmd_corpus)
+
+    command = commands.add_parser("render", help="render one shard's meshes with BlenderProc")
+    command.add_argument("--manifest", required=True)
+    command.add_argument("--out", required=True)
+    command.add_argument("--env", required=True, help="render environment folder")
+    command.add_argument("--settings", type=_json_arg, required=True, help="the suite's render block, as JSON")
+    command.add_argument("--up-axis", choices=["x", "y", "z"], default="y")
+    command.set_defaults(run=_cmd_render)
+
+    command = commands.add_parser("pack", help="sample points and write one HDF5 shard")
+    command.add_argument("--manifest", required=True)
+    command.add_argument("--renders", required=True)
+    command.add_argument("--out", required=True)
+    command.add_argument("--n-points", type=int, required=True)
+    command.add_argument("--seed", type=int, required=True)
+    command.add_argument("--suite", default="")
+    command.set_defaults(run=_cmd_pack)
+
+    command = commands.add_parser("validate", help="validate shards and print a summary")
+    command.add_argument("shards", nargs="+")
+    command.add_argument("--check-projection", type=int, default=0, metavar="K",
+                         help="also project the points of the first K objects into their masks")
+    command.add_argument("--json", action="store_true", help="print the summary as JSON")
+    command.set_defaults(run=_cmd_validate)
+
+    command = commands.add_parser("index", help="validate shards and write their index (JSON)")
+    command.add_argument("shards", nargs="+")
+    command.add_argument("--out", required=True)
+    command.set_defaults(run=_cmd_index)
+
+    command = commands.add_parser("check-config", help="validate a config file against the schema")
+    command.add_argument("config", nargs="?", default="config.yaml")
+    command.set_defaults(run=_cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except USER_ERRORS as error:
+        if os.environ.get("PICAT_DEBUG"):
+            raise
+        print(f"picat {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

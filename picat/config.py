@@ -1,0 +1,52 @@
+"""Validation of the workflow configuration against workflow/schemas/config.schema.yaml."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending key."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Check ``config`` against the schema and picat's cross-field rules.
+
+    Returns:
+        The same dict, unchanged, when valid.
+
+    Raises:
+        ConfigError: naming the first invalid key (dotted path) and what is wrong with it.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if errors:
+        # The deepest error under the first offending key is the most specific one.
+        error = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"invalid config key '{_key_path(error)}': {error.message}")
+    for suite in ("demo", "paper"):
+        render = config[suite]["render"]
+        needed = math.degrees(2 * math.asin(1.0 / render["camera_distance"]))
+        if render["fov_deg"] < needed:
+            raise ConfigError(
+                f"invalid config key '{suite}.render.fov_deg': {render['fov_deg']} does not show the whole unit "
+                f"sphere from camera_distance {render['camera_distance']} (needs at least {needed:.1f})"
+            )
+    return config
+
+
+def suite_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings block of the selected suite."""
+    return config[config["suite"]]

@@ -1,0 +1,437 @@
+"""Build the render environment: BlenderProc 2.8 on PyPI's ``bpy`` wheel, in its own venv.
+
+The main environment runs numpy 2; Blender 4.2 is built against numpy 1.x, so rendering
+runs in a separate virtualenv. BlenderProc normally downloads a Blender release and
+pip-installs its own dependencies on first use; neither is possible offline, so this module
+builds, once, everything BlenderProc's ``--custom-blender-path`` option expects:
+
+    ENV_DIR/                          a venv with blenderproc, bpy, numpy 1.26 and
+      bin/python, bin/blenderproc     BlenderProc's own pinned packages
+      custom-blender/                 what ``--custom-blender-path`` points at
+        blender                       launcher: runs the venv's python on the shim
+        blender_shim.py               imports bpy and runs ``--python SCRIPT`` like Blender
+        4.2/python/bin/python3.11     "Blender's python" (a wrapper around the venv's python)
+        4.2/python/lib/python3.11/site-packages -> the venv's site-packages
+        custom-python-packages/installed_packages_cache_v2.json
+      picat-render-env.json           stamp: written last, only after a smoke render worked
+
+The stamp is the output of the workflow rule that builds the environment, so its existence
+means the environment renders. Run as ``python -m picat.render.environment ENV_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+BLENDER_VERSION = "4.2"  # the folder name is BlenderProc's only check of the Blender version
+PYTHON_TAG = "python3.11"  # bpy 4.2.0 wheels exist for CPython 3.11 only
+
+# The packages this project chose; bpy 4.2.0 is the PyPI build of Blender 4.2.
+CORE_PINS = ("blenderproc==2.8.0", "bpy==4.2.0", "numpy==1.26.4")
+
+# BlenderProc 2.8.0's own list (DefaultConfig.default_pip_packages), which it would otherwise
+# pip-install into custom-python-packages on first run. ``wheel`` is unpinned there; we pin it.
+# ``check_blenderproc_pins`` verifies this list against the installed BlenderProc.
+BLENDERPROC_PINS = (
+    "wheel==0.43.0",
+    "pyyaml==6.0.1",
+    "imageio==2.34.1",
+    "gitpython==3.1.43",
+    "scikit-image==0.23.2",
+    "pypng==0.20220715.0",
+    "scipy==1.13.1",
+    "matplotlib==3.9.0",
+    "pytz==2024.1",
+    "h5py==3.11.0",
+    "Pillow==10.3.0",
+    "opencv-contrib-python==4.10.0.82",
+    "scikit-learn==1.5.0",
+    "python-dateutil==2.9.0.post0",
+    "rich==13.7.1",
+    "trimesh==4.4.0",
+    "pyrender==0.1.45",
+)
+
+STAMP_NAME = "picat-render-env.json"
+CUSTOM_BLENDER_DIR = "custom-blender"
+SHIM_NAME = "blender_shim.py"
+SMOKE_TIMEOUT_S = 300
+
+Logger = Callable[[str], None]
+
+# The shim plays Blender's part for BlenderProc. BlenderProc's CLI starts
+#   blender --background --python-use-system-env --python-exit-code 2 --python SCRIPT -- ARGS
+# and the script expects to run inside Blender: bpy already imported, sys.argv holding the
+# whole Blender command line, sys.executable being Blender's bundled python (BlenderProc
+# derives its custom-python-packages folder from that path).
+_SHIM_SOURCE = '''\
+"""Run a --python script the way Blender would, using the bpy module (written by picat)."""
+import os
+import runpy
+import sys
+import traceback
+from importlib.util import find_spec
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_blender_args(args):
+    """(script, exit code on error) from a Blender command line; only what BlenderProc uses."""
+    script, error_code, i = None, 1, 0
+    while i < len(args) and args[i] != "--":
+        arg = args[i]
+        if arg in ("--background", "-b", "--python-use-system-env", "--factory-startup"):
+            i += 1
+        elif arg in ("--python", "-P", "--python-exit-code") and i + 1 < len(args):
+            if arg == "--python-exit-code":
+                error_code = int(args[i + 1])
+            else:
+                script = args[i + 1]
+            i += 2
+        else:
+            sys.exit(f"blender shim ({__file__}): unsupported Blender option {arg!r}")
+    if script is None:
+        sys.exit(f"blender shim ({__file__}): no --python SCRIPT given in {args}")
+    return script, error_code
+
+
+def keep_site_packages_after_blenderproc_import():
+    """blenderproc/__init__.py removes its parent folder from sys.path once (list.remove).
+
+    Here that folder is the venv's site-packages, which also holds requests, bpy and every
+    other dependency, so the imports right after it would fail. A second copy at the end
+    of sys.path survives the removal.
+    """
+    spec = find_spec("blenderproc")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    parent = os.path.abspath(os.path.join(list(spec.submodule_search_locations)[0], ".."))
+    if sys.path.count(parent) < 2:
+        sys.path.append(parent)
+
+
+def main():
+    args = sys.argv[1:]
+    script, error_code = parse_blender_args(args)
+    import bpy  # noqa: F401  (Blender has bpy loaded before any --python script runs)
+
+    sys.argv = [os.path.join(HERE, "blender")] + args
+    sys.executable = os.path.join(HERE, "{version}", "python", "bin", "{python_tag}")
+    keep_site_packages_after_blenderproc_import()
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = error_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Interpreter shutdown after BlenderProc has been imported segfaults; skip it.
+    os._exit(code)
+
+
+main()
+'''
+
+_LAUNCHER_SOURCE = """\
+#!/bin/sh
+# "Blender" for BlenderProc's --custom-blender-path: the bpy wheel driven by a shim (picat).
+here="$(cd "$(dirname "$0")" && pwd -P)"
+exec "$here/../bin/python" "$here/{shim}" "$@"
+"""
+
+# A wrapper, not a symlink: a symlinked venv python outside bin/ would not find pyvenv.cfg
+# and would run as the base interpreter (so any pip BlenderProc ran would go astray).
+_PYTHON_WRAPPER_SOURCE = """\
+#!/bin/sh
+# Blender's bundled python, as BlenderProc looks for it: the render venv's python (picat).
+here="$(cd "$(dirname "$0")" && pwd -P)"
+exec "$here/../../../../bin/python" "$@"
+"""
+
+
+def render_env_python(env_dir: Path) -> Path:
+    """The render venv's python interpreter."""
+    return Path(env_dir) / "bin" / "python"
+
+
+def blenderproc_executable(env_dir: Path) -> Path:
+    """The ``blenderproc`` command line tool of the render venv."""
+    return Path(env_dir) / "bin" / "blenderproc"
+
+
+def custom_blender_path(env_dir: Path) -> Path:
+    """The folder to pass to ``blenderproc run --custom-blender-path``."""
+    return Path(env_dir) / CUSTOM_BLENDER_DIR
+
+
+def stamp_path(env_dir: Path) -> Path:
+    """The stamp file whose existence means the render environment works."""
+    return Path(env_dir) / STAMP_NAME
+
+
+def read_stamp(env_dir: Path) -> dict | None:
+    """The stamp's content, or None where the environment was never completed."""
+    path = stamp_path(env_dir)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RuntimeError(f"render env stamp {path} is unreadable ({exc}); rebuild the environment") from exc
+
+
+def site_packages(env_dir: Path) -> Path:
+    """The venv's site-packages folder."""
+    return Path(env_dir) / "lib" / PYTHON_TAG / "site-packages"
+
+
+def blenderproc_command(env_dir: Path, script: Path, script_args: Sequence[str], temp_dir: Path) -> list[str]:
+    """The command line that runs ``script`` inside "Blender" through BlenderProc.
+
+    Args:
+        env_dir: the render environment.
+        script: the python file to run inside Blender (must start with a blenderproc import).
+        script_args: arguments the script receives as ``sys.argv[1:]``.
+        temp_dir: folder under which BlenderProc puts its per-run scratch folder.
+    """
+    return [
+        str(blenderproc_executable(env_dir)),
+        "run",
+        "--custom-blender-path",
+        str(custom_blender_path(env_dir)),
+        "--temp-dir",
+        str(temp_dir),
+        str(script),
+        *map(str, script_args),
+    ]
+
+
+def blenderproc_environ(private_tmp: Path, threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for a BlenderProc child process.
+
+    Args:
+        private_tmp: the job's own TMPDIR (Blender leaves ``blender_*`` files behind in it).
+        threads: thread budget for numpy/OpenMP inside the child (0 leaves them as they are).
+        base: the environment to start from (default: this process's).
+    """
+    env = dict(os.environ if base is None else base)
+    # The render venv must not see the main environment's packages.
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    env["TMPDIR"] = str(private_tmp)
+    env["PYTHONUNBUFFERED"] = "1"  # progress lines reach the log as they happen
+    if threads > 0:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
+
+
+def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
+    """Run a command, capturing its output; raise with the output's tail if it fails."""
+    log(f"$ {' '.join(map(str, cmd))}")
+    proc = subprocess.run(
+        list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-40:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def _prepare_dir(env_dir: Path, log: Logger) -> None:
+    """Make ``env_dir`` empty, refusing to wipe a folder that is not a (half-built) venv."""
+    if env_dir.exists():
+        if not env_dir.is_dir():
+            raise RuntimeError(f"render env path {env_dir} exists and is not a folder")
+        entries = list(env_dir.iterdir())
+        ours = (env_dir / "pyvenv.cfg").exists() or (env_dir / CUSTOM_BLENDER_DIR).exists()
+        if entries and not ours:
+            raise RuntimeError(
+                f"render env folder {env_dir} is not empty and holds no venv; refusing to delete its contents"
+            )
+        if entries:
+            # A half-built or outdated env: start again from nothing (pip's cache makes this cheap)
+            # rather than trust whatever an interrupted pip left behind.
+            log(f"removing the previous contents of {env_dir}")
+            stamp_path(env_dir).unlink(missing_ok=True)  # first, so a crash below never leaves a stale stamp
+            shutil.rmtree(env_dir)
+    env_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _installed_packages(env_dir: Path, log: Logger) -> dict[str, str]:
+    """{lower-case name: version} of the venv, parsed the way BlenderProc parses pip freeze."""
+    out = _run([render_env_python(env_dir), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+               log, "pip list in the render env")
+    packages = {}
+    for line in out.splitlines():
+        if "==" in line:
+            name, version = line.strip().lower().split("==", 1)
+            packages[name] = version
+    return packages
+
+
+def check_blenderproc_pins(env_dir: Path, installed: dict[str, str], log: Logger) -> None:
+    """Check that every package BlenderProc would pip-install is installed at its pinned version.
+
+    Reads BlenderProc's own list from the installed package (not from BLENDERPROC_PINS), so a
+    different BlenderProc version is caught here rather than by a pip run at render time.
+    """
+    code = (
+        "import json\n"
+        "from blenderproc.python.utility.DefaultConfig import DefaultConfig\n"
+        "print(json.dumps(DefaultConfig.default_pip_packages))\n"
+    )
+    # blenderproc/__init__.py refuses to be imported outside `blenderproc run` unless told so.
+    env = dict(os.environ, OUTSIDE_OF_THE_INTERNAL_BLENDER_PYTHON_ENVIRONMENT_BUT_IN_RUN_SCRIPT="1")
+    out = _run([render_env_python(env_dir), "-c", code], log, "reading BlenderProc's package list", env=env)
+    wanted = json.loads(out.strip().splitlines()[-1])
+    problems = []
+    for requirement in wanted:
+        name, _, version = requirement.lower().partition("==")
+        have = installed.get(name)
+        if have is None or (version and have != version):
+            problems.append(f"{requirement} (installed: {have})")
+    if problems:
+        raise RuntimeError(
+            f"render env {env_dir}: BlenderProc would pip-install these at render time: {', '.join(problems)}; "
+            "update BLENDERPROC_PINS in picat/render/environment.py"
+        )
+
+
+def _write_executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o755)
+
+
+def write_custom_blender(env_dir: Path, installed: dict[str, str]) -> Path:
+    """Write the folder BlenderProc's ``--custom-blender-path`` expects; returns it."""
+    root = custom_blender_path(env_dir)
+    _write_executable(root / "blender", _LAUNCHER_SOURCE.format(shim=SHIM_NAME))
+    (root / SHIM_NAME).write_text(
+        _SHIM_SOURCE.replace("{version}", BLENDER_VERSION).replace("{python_tag}", PYTHON_TAG), encoding="utf-8"
+    )
+    python_dir = root / BLENDER_VERSION / "python"
+    _write_executable(python_dir / "bin" / PYTHON_TAG, _PYTHON_WRAPPER_SOURCE)
+    # BlenderProc lists "Blender's own" packages from here when it rebuilds its cache
+    # (blenderproc run --force-pip-update): point it at the venv's site-packages.
+    link = python_dir / "lib" / PYTHON_TAG / "site-packages"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(os.path.relpath(site_packages(env_dir), link.parent))
+    # With this cache present and listing every pinned package, BlenderProc never runs pip.
+    cache = root / "custom-python-packages" / "installed_packages_cache_v2.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(installed, indent=1, sort_keys=True), encoding="utf-8")
+    return root
+
+
+def smoke_test(env_dir: Path, log: Logger) -> dict:
+    """Render one tiny image through ``blenderproc run``; returns what the script reported.
+
+    Runs blender_script.py's self test (bproc.init, a cube, one Workbench view), which covers
+    the launcher, the shim, the sys.path and language workarounds and the pip cache.
+    """
+    script = Path(__file__).with_name("blender_script.py")
+    with tempfile.TemporaryDirectory(prefix="picat-render-smoke-") as tmp:
+        tmp_path = Path(tmp)
+        report = tmp_path / "smoke.json"
+        cmd = blenderproc_command(env_dir, script, ["--self-test", report], tmp_path)
+        t0 = time.perf_counter()
+        out = _run(cmd, log, "smoke render", env=blenderproc_environ(tmp_path, 1), timeout=SMOKE_TIMEOUT_S)
+        if "Installing pip package" in out:
+            raise RuntimeError(f"render env {env_dir}: BlenderProc tried to pip-install packages:\n{out[-2000:]}")
+        if not report.is_file():
+            raise RuntimeError(f"smoke render wrote no report {report}; its output ended with:\n{out[-2000:]}")
+        result = json.loads(report.read_text(encoding="utf-8"))
+    if not result.get("ok"):
+        raise RuntimeError(f"smoke render in {env_dir} failed its checks: {result}")
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    log(f"smoke render ok in {result['seconds']} s: {result}")
+    return result
+
+
+def _write_json_atomically(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_render_env(env_dir: Path, base_python: str = sys.executable, log: Logger | None = None) -> Path:
+    """Create the render environment at ``env_dir`` and return its stamp file.
+
+    Anything already in ``env_dir`` (a half-built or older environment) is removed first,
+    provided it looks like a venv. Needs PyPI (or a pip cache / index configured for pip).
+
+    Args:
+        env_dir: where the venv goes, e.g. ``.envs/render``.
+        base_python: a CPython 3.11 interpreter to create the venv from.
+        log: progress sink (default: print to stderr).
+    """
+    log = log or (lambda msg: print(f"[render-env] {msg}", file=sys.stderr, flush=True))
+    env_dir = Path(env_dir).absolute()
+    t_start = time.perf_counter()
+    version = _run([base_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], log, "base python")
+    if version.strip() != PYTHON_TAG.removeprefix("python"):
+        raise RuntimeError(f"base python {base_python} is {version.strip()}; bpy==4.2.0 needs {PYTHON_TAG}")
+
+    _prepare_dir(env_dir, log)
+    log(f"creating the venv at {env_dir}")
+    _run([base_python, "-m", "venv", env_dir], log, "python -m venv")
+    log("installing packages (bpy is a ~0.5 GB wheel; this takes a while on first download)")
+    _run(
+        [render_env_python(env_dir), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+         *CORE_PINS, *BLENDERPROC_PINS],
+        log,
+        "pip install into the render env",
+    )
+    installed = _installed_packages(env_dir, log)
+    check_blenderproc_pins(env_dir, installed, log)
+    write_custom_blender(env_dir, installed)
+    log("smoke render")
+    smoke = smoke_test(env_dir, log)
+
+    stamp = {
+        "blender_version": BLENDER_VERSION,
+        "python": version.strip(),
+        "pins": list(CORE_PINS) + list(BLENDERPROC_PINS),
+        "packages": installed,
+        "smoke": smoke,
+        "custom_blender_path": str(custom_blender_path(env_dir)),
+        "build_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    _write_json_atomically(stamp_path(env_dir), stamp)
+    log(f"done in {stamp['build_seconds']} s; stamp {stamp_path(env_dir)}")
+    return stamp_path(env_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m picat.render.environment ENV_DIR [--python PYTHON]``."""
+    parser = argparse.ArgumentParser(description="Build picat's BlenderProc render environment.")
+    parser.add_argument("env_dir", type=Path, help="folder for the venv, e.g. .envs/render")
+    parser.add_argument("--python", default=sys.executable, help="CPython 3.11 to base the venv on")
+    args = parser.parse_args(argv)
+    try:
+        build_render_env(args.env_dir, args.python)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"[render-env] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The workflow's steps, one module each; the Snakemake rules call them through `picat.cli`."""

@@ -1,0 +1,17 @@
+# The BlenderProc render environment (BlenderProc 2.8 on PyPI's bpy 4.2), built on first
+# use so that a fresh machine needs no manual Blender install. Its stamp file is written last.
+
+
+rule render_env:
+    output:
+        RENDER_ENV_STAMP,
+    log:
+        "results/logs/render_env.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        env_dir=RENDER_ENV,
+    shell:
+        "{PICAT} render-env {params.env_dir:q} > {log:q} 2>&1"
