@@ -47,7 +47,8 @@ def list_shapenetcore(root: Path) -> list[MeshRecord]:
     _require_folder(root, "ShapeNetCore <synset>/<model id>/model.obj (v1) or .../models/model_normalized.obj (v2)",
                     "ShapeNetCore from shapenet.org")
     records = []
-    for synset in sorted(entry for entry in os.scandir(root) if entry.is_dir() and entry.name.isdigit()):
+    synsets = [entry for entry in os.scandir(root) if entry.is_dir() and entry.name.isdigit()]
+    for synset in sorted(synsets, key=lambda entry: entry.name):
         for model in sorted((entry for entry in os.scandir(synset.path) if entry.is_dir()), key=lambda e: e.name):
             v2 = Path(model.path) / "models" / "model_normalized.obj"
             path = v2 if v2.is_file() else Path(model.path) / "model.obj"

@@ -97,11 +97,14 @@ class PartMesh:
     def __post_init__(self) -> None:
         if self.category not in PART_NAMES:
             raise ValueError(f"unknown category {self.category!r}; valid categories: {', '.join(CATEGORIES)}")
-        vertices = np.asarray(self.vertices, dtype=np.float64)
-        faces = np.asarray(self.faces, dtype=np.int64)
-        labels = np.asarray(self.face_labels, dtype=np.int64)
+        # Private read-only copies: frozen means the arrays cannot change behind its back.
+        vertices = np.array(self.vertices, dtype=np.float64)
+        faces = np.array(self.faces, dtype=np.int64)
+        labels = np.array(self.face_labels, dtype=np.int64)
         if vertices.ndim != 2 or vertices.shape[1] != 3:
             raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
+        if not np.isfinite(vertices).all():
+            raise ValueError(f"{int((~np.isfinite(vertices)).any(axis=1).sum())} vertices are not finite")
         if faces.ndim != 2 or faces.shape[1] != 3:
             raise ValueError(f"faces must have shape (F, 3), got {faces.shape}")
         if labels.shape != (len(faces),):
@@ -111,9 +114,7 @@ class PartMesh:
         n_parts = len(PART_NAMES[self.category])
         if len(labels) and (labels.min() < 0 or labels.max() >= n_parts):
             raise ValueError(f"face_labels must lie in [0, {n_parts}) for {self.category!r}")
-        # Frozen means frozen: shared arrays must not be edited behind the dataclass's back.
         for name, array in (("vertices", vertices), ("faces", faces), ("face_labels", labels)):
-            array = array.copy() if array is getattr(self, name) else array
             array.setflags(write=False)
             object.__setattr__(self, name, array)
 
@@ -585,7 +586,7 @@ def _car(rng: np.random.Generator, b: _Builder) -> None:
     length = rng.uniform(3.6, 5.0)
     half_w = rng.uniform(0.8, 1.0)
     wheel_r = rng.uniform(0.28, 0.4)
-    clearance = wheel_r * rng.uniform(0.4, 0.7)
+    clearance = wheel_r * rng.uniform(0.45, 0.8)
     body_h = rng.uniform(0.45, 0.8)
     nose = rng.uniform(0.15, 0.5)  # how far the bonnet edge is set back from the bumper
     tail = rng.uniform(0.05, 0.3)
@@ -623,7 +624,8 @@ def _car(rng: np.random.Generator, b: _Builder) -> None:
     tyre = rng.uniform(0.18, 0.3)
     for sx in (-1.0, 1.0):
         for sz in (-1.0, 1.0):
-            x, z = sx * (half_w - tyre * 0.4), sz * wheelbase / 2
+            # Tyres stick out of the block-shaped body a little, so they show from the side.
+            x, z = sx * (half_w - tyre * 0.3), sz * wheelbase / 2
             b.add("wheel", _cylinder((x - tyre / 2, wheel_r, z), (x + tyre / 2, wheel_r, z), wheel_r))
 
 

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -240,16 +241,35 @@ def blenderproc_environ(private_tmp: Path, threads: int, base: dict[str, str] | 
     return env
 
 
-def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
-    """Run a command, capturing its output; raise with the output's tail if it fails."""
-    log(f"$ {' '.join(map(str, cmd))}")
-    proc = subprocess.run(
-        list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=timeout
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.splitlines()[-40:])
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
-    return proc.stdout
+def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None = None,
+         timeout: float | None = None, stream: bool = False) -> str:
+    """Run a command and return its output; raise RuntimeError with the output's tail if it fails.
+
+    With ``stream``, every output line also goes to ``log`` as it arrives (for long steps);
+    otherwise ``timeout`` applies, and on expiry the command's whole process group is killed
+    (blenderproc starts "Blender" as a grandchild).
+    """
+    log("$ " + " ".join(map(str, cmd)).replace("\n", "; "))
+    with subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, errors="replace", start_new_session=True) as proc:
+        assert proc.stdout is not None
+        if stream:
+            lines = []
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                log("  " + lines[-1])
+            output = "\n".join(lines)
+        else:
+            try:
+                output, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                output = proc.communicate()[0] + f"\n(killed after {timeout} s)"
+        returncode = proc.wait()
+    if returncode != 0:
+        tail = "\n".join(output.splitlines()[-40:])
+        raise RuntimeError(f"{what} failed (exit {returncode}):\n{tail}")
+    return output
 
 
 def _prepare_dir(env_dir: Path, log: Logger) -> None:
@@ -395,9 +415,10 @@ def build_render_env(env_dir: Path, base_python: str = sys.executable, log: Logg
     log("installing packages (bpy is a ~0.5 GB wheel; this takes a while on first download)")
     _run(
         [render_env_python(env_dir), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-         *CORE_PINS, *BLENDERPROC_PINS],
+         "--progress-bar", "off", *CORE_PINS, *BLENDERPROC_PINS],
         log,
         "pip install into the render env",
+        stream=True,
     )
     installed = _installed_packages(env_dir, log)
     check_blenderproc_pins(env_dir, installed, log)
@@ -427,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         build_render_env(args.env_dir, args.python)
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+    except RuntimeError as exc:
         print(f"[render-env] error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,48 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from picat.cli import main
+from picat.config import ConfigError, validate_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid(config):
+    assert validate_config(config) is config
+    assert config["suite"] == "demo"
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda c: c.update(suite="full"), "suite"),
+        (lambda c: c["demo"]["render"].update(engine="eevee"), "demo.render.engine"),
+        (lambda c: c["demo"]["shards"].update(objects_per_shard=0), "demo.shards.objects_per_shard"),
+        (lambda c: c["demo"]["sampling"].update(n_points="many"), "demo.sampling.n_points"),
+        (lambda c: c["paper"]["corpus"].pop("root"), "paper.corpus"),
+        (lambda c: c["demo"]["render"].update(fov_deg=20.0), "demo.render.fov_deg"),
+        (lambda c: c["demo"].update(renderer={}), "demo"),
+    ],
+)
+def test_invalid_values_name_their_key(config, change, key):
+    bad = copy.deepcopy(config)
+    change(bad)
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        validate_config(bad)
+
+
+def test_check_config_command(tmp_path, config, capsys):
+    config["demo"]["corpus"]["up_axis"] = "w"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check-config", str(path)]) == 1
+    assert "demo.corpus.up_axis" in capsys.readouterr().err
+    assert main(["check-config", str(REPO / "config.yaml")]) == 0
