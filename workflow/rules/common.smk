@@ -3,6 +3,7 @@
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from picat.config import ConfigError, suite_settings, validate_config
 
@@ -13,6 +14,12 @@ except ConfigError as error:
 
 SUITE = config["suite"]
 SETTINGS = suite_settings(config)
+# A missing dataset stops the run before any job starts, naming the path and the layout.
+if SETTINGS["corpus"]["kind"] != "demo" and not Path(SETTINGS["corpus"]["root"]).is_dir():
+    raise WorkflowError(
+        f"config key '{SUITE}.corpus.root': the {SETTINGS['corpus']['kind']} corpus folder "
+        f"{SETTINGS['corpus']['root']!r} does not exist (expected layouts: README, 'Real data')"
+    )
 RENDER_ENV = config["render_env"]
 RENDER_ENV_STAMP = f"{RENDER_ENV}/picat-render-env.json"
 # The Python running Snakemake has picat installed; calling it directly does not depend on

@@ -1,0 +1,106 @@
+"""The real workflow, end to end, in a temporary directory: demo meshes -> BlenderProc
+renders -> HDF5 shards, then incremental reruns read from Snakemake's dry-run plan."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from picat.shards import validate_shard
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.workflow
+
+
+def tiny_config(render_env: Path) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["render_env"] = str(render_env)
+    demo = config["demo"]
+    demo["corpus"].update(n_objects=6, seed=1)
+    demo["render"].update(resolution=96, threads=2)
+    demo["sampling"].update(n_points=256)
+    demo["shards"].update(objects_per_shard=4)
+    return config
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / config), "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
+
+
+def planned_jobs(workdir: Path, *args: str, config: str = "config.yaml") -> dict[str, int]:
+    """Jobs a dry run would run, by rule (empty when nothing is to be done)."""
+    result = snakemake(workdir, "-n", *args, config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts: dict[str, int] = {}
+    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", result.stdout, re.S)
+    for line in (table.group(1).splitlines() if table else []):
+        name, count = line.split()
+        counts[name] = int(count)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workflow_run(render_env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(render_env)))
+    result = snakemake(workdir, "shards")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir
+
+
+def test_demo_shards_are_valid_and_consistent_with_their_renders(workflow_run):
+    shards = sorted((workflow_run / "results/shards/demo").glob("shard_*.h5"))
+    assert [s.name for s in shards] == ["shard_00000.h5", "shard_00001.h5"]
+    total = 0
+    for shard in shards:
+        summary = validate_shard(shard, check_projection=4)
+        total += summary["objects"]
+        assert summary["skipped"] == []
+        assert summary["image_size"] == [96, 96] and summary["points_per_object"] == 256
+        # Every object, every view: >= 95% of its sampled points fall on its rendered pixels.
+        assert min(summary["min_fraction_on_mask"].values()) >= 0.95, summary["min_fraction_on_mask"]
+        with h5py.File(shard) as f:
+            background = 1 - f["masks"][()].mean()
+            assert background > 0.3  # the mask is a silhouette, not the whole image
+            images = f["images"][()]
+            assert images[~f["masks"][()]].min() >= 250  # white background
+            assert images[f["masks"][()]].mean() < 240  # shaded object
+    assert total == 6
+
+
+def test_complete_run_plans_nothing(workflow_run):
+    assert planned_jobs(workflow_run, "shards") == {}
+
+
+def changed_config(workdir: Path, section: str, **values) -> str:
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["demo"][section].update(values)
+    name = f"config-{section}.yaml"
+    (workdir / name).write_text(yaml.safe_dump(config))
+    return name
+
+
+def test_changing_sampling_replans_packing_only(workflow_run):
+    jobs = planned_jobs(workflow_run, "shards", config=changed_config(workflow_run, "sampling", n_points=128))
+    assert "render" not in jobs and "corpus" not in jobs
+    assert jobs.get("pack") == 2
+
+
+def test_changing_the_render_engine_replans_renders_and_packing(workflow_run):
+    jobs = planned_jobs(workflow_run, "shards", config=changed_config(workflow_run, "render", engine="cycles"))
+    assert jobs.get("render") == 2 and jobs.get("pack") == 2 and "corpus" not in jobs
+
+
+def test_invalid_config_stops_before_any_job(workflow_run):
+    result = snakemake(workflow_run, "-n", "--config", "suite=everything")
+    assert result.returncode != 0
+    assert "invalid config key 'suite'" in result.stdout + result.stderr
