@@ -83,3 +83,21 @@ def test_bad_arguments_raise():
         geometry.look_at(np.array([0, 2.0, 0]), np.zeros(3), np.array([0, 1.0, 0]))
     with pytest.raises(ValueError, match="distance"):
         geometry.dodecahedron_cameras(0.5, 50.0)
+
+
+def test_fraction_on_mask_counts_hits_and_tolerance():
+    view = geometry.look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]))
+    proj = geometry.perspective(40.0)
+    points = np.random.default_rng(0).uniform(-0.3, 0.3, size=(30, 3)) * [1, 1, 0]
+    uv, _ = geometry.project_points(points, view, proj)
+    rows, cols, _ = geometry.uv_to_pixels(uv, 64, 64)
+    mask = np.zeros((1, 64, 64), bool)
+    mask[0, rows, cols] = True
+    assert geometry.fraction_on_mask(points, view[None], proj[None], mask, tolerance_px=0)[0] == 1.0
+    shifted = np.roll(mask, 1, axis=2)  # one pixel off: fails strictly, passes with 1 px tolerance
+    assert geometry.fraction_on_mask(points, view[None], proj[None], shifted, tolerance_px=0)[0] < 0.9
+    assert geometry.fraction_on_mask(points, view[None], proj[None], shifted, tolerance_px=1)[0] == 1.0
+    far = np.roll(mask, 5, axis=2)
+    assert geometry.fraction_on_mask(points, view[None], proj[None], far, tolerance_px=1)[0] < 0.5
+    behind = points + [0, 0, 5.0]  # behind the camera: never a hit
+    assert geometry.fraction_on_mask(behind, view[None], proj[None], np.ones((1, 64, 64), bool))[0] == 0.0

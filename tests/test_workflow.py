@@ -24,7 +24,7 @@ def tiny_config(render_env: Path) -> dict:
     config["render_env"] = str(render_env)
     demo = config["demo"]
     demo["corpus"].update(n_objects=6, seed=1)
-    demo["render"].update(resolution=96, threads=2)
+    demo["render"].update(resolution=224, threads=2)
     demo["sampling"].update(n_points=256)
     demo["shards"].update(objects_per_shard=4)
     return config
@@ -65,7 +65,7 @@ def test_demo_shards_are_valid_and_consistent_with_their_renders(workflow_run):
         summary = validate_shard(shard, check_projection=4)
         total += summary["objects"]
         assert summary["skipped"] == []
-        assert summary["image_size"] == [96, 96] and summary["points_per_object"] == 256
+        assert summary["image_size"] == [224, 224] and summary["points_per_object"] == 256
         # Every object, every view: >= 95% of its sampled points fall on its rendered pixels.
         assert min(summary["min_fraction_on_mask"].values()) >= 0.95, summary["min_fraction_on_mask"]
         with h5py.File(shard) as f:
