@@ -16,28 +16,35 @@ import h5py
 import numpy as np
 import pytest
 import trimesh
+import yaml
 
 from picat.geometry import camera_to_world, dodecahedron_cameras, perspective, project_points, uv_to_pixels
-from picat.render.environment import read_stamp, stamp_path
+from picat.render.environment import BLENDERPROC_PINS, CORE_PINS, build_render_env, read_stamp, stamp_path
 from picat.render.launch import RenderItem, RenderJob, output_is_complete, render_objects
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_DIR = Path(os.environ.get("PICAT_RENDER_ENV", REPO / ".envs" / "render"))
 FIXTURES = Path(os.environ.get("PICAT_FIXTURES", REPO.parent / "shared" / "fixtures"))
 SHAPENET_PLANE = FIXTURES / "shapenetcore_v1" / "02691156" / "1caa02b831cccff090baeef8ba5b93e5" / "model.obj"
+SHAPENET_CHAIR = FIXTURES / "shapenetcore_v1" / "03001627" / "21bfb150cfc23accb01c58badc8bbc39" / "model.obj"
 
 DISTANCE, FOV_DEG, SIZE = 2.5, 50.0, 224  # the unit sphere needs fov >= 2 asin(1/2.5) = 47.2 deg
 MIN_HIT_RATE = 0.95
+GRAZING_COS = 0.3
 
-needs_env = pytest.mark.skipif(
-    not stamp_path(ENV_DIR).is_file(),
-    reason=f"render environment not built ({stamp_path(ENV_DIR)} missing); build it with "
-    f"`python -m picat.render.environment {ENV_DIR}` or set PICAT_RENDER_ENV",
-)
+
+def needs_env(test):
+    """Mark a test as needing the render environment, skipping it where that is not built."""
+    skip = pytest.mark.skipif(
+        not stamp_path(ENV_DIR).is_file(),
+        reason=f"render environment not built ({stamp_path(ENV_DIR)} missing); build it with "
+        f"`python -m picat.render.environment {ENV_DIR}` or set PICAT_RENDER_ENV",
+    )
+    return pytest.mark.render(skip(test))
 
 
 def asymmetric_mesh() -> trimesh.Trimesh:
-    """An off-centre box and an upright (Y-up) cylinder: no mirror or rotational symmetry."""
+    """An off-centre box, a Y-up cylinder and a turned bar, tilted: no mirror or rotational symmetry."""
     box = trimesh.creation.box(extents=(0.8, 0.3, 0.5))
     box.apply_translation((0.35, -0.1, -0.2))
     cylinder = trimesh.creation.cylinder(radius=0.15, height=0.9, sections=24)
@@ -46,7 +53,11 @@ def asymmetric_mesh() -> trimesh.Trimesh:
     wedge = trimesh.creation.box(extents=(0.2, 0.2, 0.6))
     wedge.apply_transform(trimesh.transformations.rotation_matrix(0.5, (0, 1, 0)))
     wedge.apply_translation((0.5, 0.25, 0.3))
-    return trimesh.util.concatenate([box, cylinder, wedge])
+    mesh = trimesh.util.concatenate([box, cylinder, wedge])
+    # A generic tilt, so that no box face is exactly edge-on in a dodecahedron view: such a
+    # face projects onto the silhouette's outline, where half its points fall outside.
+    mesh.apply_transform(trimesh.transformations.euler_matrix(0.3, 0.5, 0.2))
+    return mesh
 
 
 def world_from_file(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -64,13 +75,58 @@ def transform(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def hit_rates(points: np.ndarray, masks: np.ndarray, views: np.ndarray) -> np.ndarray:
-    """Per view, the fraction of world points that project onto mask pixels, (V,)."""
+def surface_samples(mesh: trimesh.Trimesh, matrix: np.ndarray, count: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the mesh surface and their face normals, in the world frame, (N, 3) each."""
+    points, faces = trimesh.sample.sample_surface(mesh, count, seed=0)
+    normals = mesh.face_normals[faces] @ np.linalg.inv(matrix[:3, :3])  # normals transform by the inverse transpose
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return transform(points, matrix), normals
+
+
+def dilate(masks: np.ndarray, radius: int) -> np.ndarray:
+    """Grow (..., H, W) boolean masks by ``radius`` pixels (square neighbourhood)."""
+    height, width = masks.shape[-2:]
+    padded = np.pad(masks, [(0, 0)] * (masks.ndim - 2) + [(radius, radius)] * 2)
+    grown = np.zeros_like(masks)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            grown |= padded[..., dy:dy + height, dx:dx + width]
+    return grown
+
+
+def hit_rates(points: np.ndarray, normals: np.ndarray, masks: np.ndarray, views: np.ndarray,
+              tolerance_px: int = 0) -> np.ndarray:
+    """Per view, the fraction of surface points that project onto mask pixels, (V,).
+
+    With ``tolerance_px`` = 0, points on surfaces seen at a grazing angle (|cos| < GRAZING_COS
+    between normal and viewing ray) are left out: they project onto the silhouette's outline,
+    where a pixel is in the mask only if the object covers more than half of it, so about
+    half of them land outside even with perfect geometry (a cylinder's side puts ~15% of its
+    points within half a pixel of its outline at this size). With ``tolerance_px`` > 0 every
+    point counts, and a point hits if a mask pixel lies within that many pixels of it.
+    """
     height, width = masks.shape[1:]
+    if tolerance_px:
+        masks = dilate(masks, tolerance_px)
     uv, in_front = project_points(points, views, perspective(FOV_DEG, width / height))
     rows, cols, inside = uv_to_pixels(uv, height, width)
     on_mask = masks[np.arange(len(views))[:, None], rows, cols] & inside & in_front
-    return on_mask.mean(axis=1)
+    if tolerance_px:
+        return on_mask.mean(axis=1)
+    eyes = np.stack([camera_to_world(view)[:3, 3] for view in views])
+    rays = points[None] - eyes[:, None]
+    cosines = np.abs(np.einsum("vnk,nk->vn", rays, normals)) / np.linalg.norm(rays, axis=-1)
+    counted = cosines >= GRAZING_COS
+    return (on_mask & counted).sum(axis=1) / counted.sum(axis=1)
+
+
+def assert_silhouettes_match(points: np.ndarray, normals: np.ndarray, masks: np.ndarray, views: np.ndarray,
+                             min_strict: float = MIN_HIT_RATE) -> None:
+    """Every view: >= 95% (``min_strict``) of the non-grazing points on mask pixels, >= 95% of all within 1 px."""
+    strict = hit_rates(points, normals, masks, views)
+    assert strict.min() >= min_strict, f"per view, non-grazing points on the mask: {np.round(strict, 3)}"
+    near = hit_rates(points, normals, masks, views, tolerance_px=1)
+    assert near.min() >= MIN_HIT_RATE, f"per view, points within 1 px of the mask: {np.round(near, 3)}"
 
 
 def render(tmp_path: Path, items: list[RenderItem], name: str = "out.h5", **settings) -> tuple[Path, np.ndarray]:
@@ -113,8 +169,8 @@ def asymmetric_render(tmp_path_factory: pytest.TempPathFactory) -> dict:
         RenderItem("points_only", str(empty_path), np.eye(4).tolist()),
     ]
     output, views = render(tmp_path, items)
-    points, _ = trimesh.sample.sample_surface(mesh, 3000, seed=0)
-    return {"result": read_result(output), "views": views, "points": transform(points, matrix), "output": output}
+    points, normals = surface_samples(mesh, matrix)
+    return {"result": read_result(output), "views": views, "points": points, "normals": normals}
 
 
 @needs_env
@@ -126,18 +182,18 @@ def test_env_stamp_records_a_working_smoke_render() -> None:
 
 @needs_env
 def test_silhouettes_match_picat_projection_in_every_view(asymmetric_render: dict) -> None:
-    result, views, points = asymmetric_render["result"], asymmetric_render["views"], asymmetric_render["points"]
+    result, views = asymmetric_render["result"], asymmetric_render["views"]
+    points, normals = asymmetric_render["points"], asymmetric_render["normals"]
     assert result["object_ids"] == ["asymmetric"]
     masks = result["masks"][0]
     assert masks.shape == (20, SIZE, SIZE) and masks.dtype == bool
-    rates = hit_rates(points, masks, views)
-    assert rates.min() >= MIN_HIT_RATE, f"per-view fraction of surface points on the mask: {np.round(rates, 3)}"
+    assert_silhouettes_match(points, normals, masks, views)
     # Not trivially true: most of each image is background.
     assert masks.mean(axis=(1, 2)).max() < 0.5 and masks.mean(axis=(1, 2)).min() > 0.02
     # The check has teeth: the same points turned from Y-up to Z-up (the OBJ importer's
     # default conversion) miss the silhouettes in some views.
-    z_up = points @ trimesh.transformations.rotation_matrix(np.pi / 2, (1, 0, 0))[:3, :3].T
-    assert hit_rates(z_up, masks, views).min() < 0.9
+    z_up = trimesh.transformations.rotation_matrix(np.pi / 2, (1, 0, 0))[:3, :3]
+    assert hit_rates(points @ z_up.T, normals @ z_up.T, masks, views).min() < 0.8
 
 
 @needs_env
@@ -157,7 +213,7 @@ def test_images_are_shaded_objects_on_white(asymmetric_render: dict) -> None:
 def test_failed_import_is_recorded(asymmetric_render: dict) -> None:
     result = asymmetric_render["result"]
     assert result["failed_ids"] == ["points_only"]
-    assert "no faces" in result["failed_reasons"][0] or "no mesh" in result["failed_reasons"][0]
+    assert "without faces" in result["failed_reasons"][0], result["failed_reasons"]
 
 
 @needs_env
@@ -172,20 +228,32 @@ def test_blender_cameras_equal_picat_matrices(asymmetric_render: dict) -> None:
 @needs_env
 @pytest.mark.skipif(not SHAPENET_PLANE.is_file(), reason=f"ShapeNet fixture not found: {SHAPENET_PLANE} "
                     "(set PICAT_FIXTURES to the shared fixtures folder)")
-def test_shapenet_obj_renders_where_picat_projects_it(tmp_path: Path) -> None:
-    mesh = trimesh.load(SHAPENET_PLANE, force="mesh", process=False)
-    matrix = world_from_file(np.asarray(mesh.vertices), np.asarray(mesh.faces))
-    output, views = render(tmp_path, [RenderItem("02691156/1caa02b831cccff090baeef8ba5b93e5", str(SHAPENET_PLANE),
-                                                 matrix.tolist())])
+def test_shapenet_objs_render_where_picat_projects_them(tmp_path: Path) -> None:
+    """Genuine ShapeNetCore v1 OBJs: a plane with MTL colours and, where present, a textured chair."""
+    paths = [SHAPENET_PLANE] + ([SHAPENET_CHAIR] if SHAPENET_CHAIR.is_file() else [])
+    meshes, items = [], []
+    for path in paths:
+        mesh = trimesh.load(path, force="mesh", process=False)
+        matrix = world_from_file(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+        meshes.append((mesh, matrix))
+        items.append(RenderItem(f"{path.parent.parent.name}/{path.parent.name}", str(path), matrix.tolist()))
+    output, views = render(tmp_path, items)
     result = read_result(output)
-    assert result["failed_ids"] == []
-    points, _ = trimesh.sample.sample_surface(mesh, 3000, seed=0)
-    rates = hit_rates(transform(points, matrix), result["masks"][0], views)
-    assert rates.min() >= MIN_HIT_RATE, f"per-view fraction of surface points on the mask: {np.round(rates, 3)}"
-    assert result["masks"][0].mean() < 0.5
-    # The MTL gives the plane several colours: the render is not a single grey.
-    foreground = result["images"][0][result["masks"][0]].astype(float)
-    assert np.ptp(foreground.mean(axis=0)) > 3 or foreground.std() > 10
+    assert result["failed_ids"] == [] and result["object_ids"] == [item.object_id for item in items]
+    for index, (mesh, matrix) in enumerate(meshes):
+        images, masks = result["images"][index], result["masks"][index]
+        points, normals = surface_samples(mesh, matrix)
+        # The chair's legs are 2-3 px wide, so a larger share of its points lies within half a
+        # pixel of an outline; the 1 px check below still holds it to 95%.
+        assert_silhouettes_match(points, normals, masks, views, min_strict=0.95 if index == 0 else 0.93)
+        assert masks.mean() < 0.5
+        # Every view is shaded alike: none comes out black (seen when a texture loaded late,
+        # or when ShapeNet's doubled faces z-fought).
+        brightness = np.array([images[view][masks[view]].mean() for view in range(len(views))])
+        assert brightness.min() > 0.5 * np.median(brightness), f"foreground brightness per view: {brightness.round()}"
+    # The plane's MTL gives it several colours (blue belly, red tail): not a single grey.
+    plane = result["images"][0][result["masks"][0]].astype(float)
+    assert (plane[:, 2] - plane[:, 0]).max() > 60, "no blue in the plane: MTL colours missing"
 
 
 @needs_env
@@ -251,3 +319,21 @@ def test_output_completeness_check(tmp_path: Path) -> None:
     assert output_is_complete(job) == (True, "")
     job.items = items + [RenderItem("c", str(obj), np.eye(4).tolist())]
     assert not output_is_complete(job)[0]
+
+
+def test_conda_file_pins_the_same_packages() -> None:
+    """envs/blender.yaml describes the same environment as environment.py builds."""
+    spec = yaml.safe_load((REPO / "envs" / "blender.yaml").read_text())
+    pip_section = next(entry["pip"] for entry in spec["dependencies"] if isinstance(entry, dict))
+    assert sorted(pip_section) == sorted(CORE_PINS + BLENDERPROC_PINS)
+    assert "python=3.11" in spec["dependencies"]
+
+
+def test_env_builder_refuses_to_wipe_a_foreign_folder(tmp_path: Path) -> None:
+    """Rebuilding replaces a (half-built) venv, but never deletes a folder that is not one."""
+    foreign = tmp_path / "data"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(RuntimeError, match="refusing to delete"):
+        build_render_env(foreign, log=lambda message: None)
+    assert (foreign / "precious.txt").read_text() == "keep me"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from picat.geometry import dilate_masks
 from picat.shards import validate_shard
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,9 +72,11 @@ def test_demo_shards_are_valid_and_consistent_with_their_renders(workflow_run):
         with h5py.File(shard) as f:
             background = 1 - f["masks"][()].mean()
             assert background > 0.3  # the mask is a silhouette, not the whole image
-            images = f["images"][()]
-            assert images[~f["masks"][()]].min() >= 250  # white background
-            assert images[f["masks"][()]].mean() < 240  # shaded object
+            images, masks = f["images"][()], f["masks"][()]
+            # White background away from the anti-aliased outline (sub-pixel-thin parts are
+            # never in the alpha > 0.5 mask, hence the few grey pixels); a shaded object.
+            assert (images[~dilate_masks(masks, 1)].min(axis=-1) < 250).mean() < 1e-4
+            assert images[masks].mean() < 240
     assert total == 6
 
 

@@ -19,6 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
+import bmesh
 import bpy
 import h5py
 import numpy as np
@@ -26,6 +27,7 @@ from blenderproc.python.camera import CameraUtility
 from blenderproc.python.utility import Initializer as _initializer_module
 
 ENGINES = ("workbench", "cycles")
+WORKBENCH_AA = ("OFF", "FXAA", "5", "8", "11", "16", "32")  # Blender's scene.display.render_aa values
 WHITE = 255.0
 
 
@@ -108,10 +110,9 @@ def configure_renderer(job: dict) -> None:
         shading = scene.display.shading
         shading.light = "STUDIO"  # studio light follows the camera: every view equally lit
         shading.color_type = "TEXTURE"  # image textures where the material has one, else its colour
-        shading.show_cavity = True  # darkened creases make thin parts readable
-        shading.cavity_type = "WORLD"
+        shading.show_cavity = False
         shading.show_backface_culling = False  # ShapeNet meshes are often single-sided
-        scene.display.render_aa = "8"
+        scene.display.render_aa = job["workbench_aa"]
         scene.view_settings.view_transform = "Standard"  # material colours as authored
     else:
         scene.render.engine = "CYCLES"
@@ -136,20 +137,45 @@ def add_lights(job: dict) -> None:
     light.rotation_euler = (np.radians(35.0), np.radians(-25.0), 0.0)  # from above-left of the viewer
 
 
-def use_material_colours_in_workbench(meshes) -> None:
-    """Let Workbench show each material's base colour (it reads material.diffuse_color).
+def merge_coincident_faces(meshes) -> int:
+    """Remove faces that coincide with another face (after welding vertices); returns how many.
 
-    Blender's OBJ importer puts the MTL's Kd into the Principled BSDF node only; Workbench's
-    material/texture colour mode ignores nodes, so copy it over.
+    ShapeNet v1 makes surfaces double-sided by storing every face twice, with opposite
+    windings. In Cycles each ray leaving one face hits its twin at once (speckled, near-black
+    surfaces); in Workbench the twins z-fight, and the inward-facing one, lit from behind,
+    blackens patches. Keeping one face of each pair leaves the surface, hence the mask,
+    unchanged (both engines shade back faces), and halves the triangles to draw.
     """
+    removed = 0
     for mesh in meshes:
-        for material in mesh.blender_obj.data.materials:
-            if material is None or not material.use_nodes:
-                continue
-            for node in material.node_tree.nodes:
-                if node.type == "BSDF_PRINCIPLED":
-                    material.diffuse_color = tuple(node.inputs["Base Color"].default_value)
-                    break
+        data = mesh.blender_obj.data
+        bm = bmesh.new()
+        bm.from_mesh(data)
+        bmesh.ops.remove_doubles(bm, verts=list(bm.verts), dist=1e-7)
+        seen, twins = set(), []
+        for face in bm.faces:
+            key = frozenset(vertex.index for vertex in face.verts)
+            if key in seen:
+                twins.append(face)
+            else:
+                seen.add(key)
+        if twins:
+            bmesh.ops.delete(bm, geom=twins, context="FACES_ONLY")
+        bm.to_mesh(data)
+        bm.free()
+        removed += len(twins)
+    return removed
+
+
+def load_textures() -> None:
+    """Read every image texture into memory before rendering.
+
+    Otherwise Workbench sometimes drew the first frame of a render before a texture had
+    loaded: view 0 of a textured ShapeNet chair came out grey or black, the other views fine.
+    """
+    for image in bpy.data.images:
+        if image.source in ("FILE", "SEQUENCE", "TILED") and len(image.pixels) > 0:
+            image.pixels[0]  # noqa: B018  (the access loads the image buffer)
 
 
 def import_mesh(item: dict):
@@ -181,9 +207,10 @@ def import_mesh(item: dict):
 def render_views(job: dict) -> tuple[np.ndarray, np.ndarray]:
     """Render all keyframed views at once: RGB over white (V, H, W, 3) uint8, masks (V, H, W) bool."""
     data = bproc.renderer.render(verbose=False)
-    rgba = np.stack(data["colors"]).astype(np.float32)  # (V, H, W, 4), straight alpha
-    if rgba.shape[-1] != 4:
-        raise RuntimeError(f"expected RGBA renders, got shape {rgba.shape}")
+    rgba = np.stack(data["colors"])  # (V, H, W, 4), 8-bit PNGs with straight (unpremultiplied) alpha
+    if rgba.shape[-1] != 4 or rgba.dtype != np.uint8:
+        raise RuntimeError(f"expected 8-bit RGBA renders, got {rgba.dtype} of shape {rgba.shape}")
+    rgba = rgba.astype(np.float32)
     alpha = rgba[..., 3:] / 255.0
     rgb = rgba[..., :3] * alpha + WHITE * (1.0 - alpha)
     images = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
@@ -213,20 +240,29 @@ class ResultWriter:
         self.masks = self.file.create_dataset(
             "masks", (0, n_views, height, width), maxshape=(None, n_views, height, width), dtype=bool,
             chunks=(1, 1, height, width), compression="gzip", compression_opts=4)
+        self.n_rendered = 0
         self.failed_ids: list[str] = []
         self.failed_reasons: list[str] = []
 
     def add(self, object_id: str, images: np.ndarray, masks: np.ndarray) -> None:
-        n = self.object_ids.shape[0]
+        n = self.n_rendered
         for dataset in (self.object_ids, self.images, self.masks):
             dataset.resize(n + 1, axis=0)
         self.object_ids[n] = object_id
         self.images[n] = images
         self.masks[n] = masks
+        self.n_rendered = n + 1
 
     def add_failure(self, object_id: str, reason: str) -> None:
         self.failed_ids.append(object_id)
         self.failed_reasons.append(reason)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (after an error): no partial output is left."""
+        try:
+            self.file.close()
+        finally:
+            Path(self.tmp_path).unlink(missing_ok=True)
 
     def finish(self, cam2world: np.ndarray, projection: np.ndarray, attrs: dict) -> None:
         text = h5py.string_dtype("utf-8")
@@ -251,6 +287,7 @@ def load_job(path: str) -> dict:
     job.setdefault("engine", "workbench")
     job.setdefault("cycles_samples", 16)
     job.setdefault("cycles_denoiser", None)
+    job.setdefault("workbench_aa", "8")
     job.setdefault("threads", 0)
     job.setdefault("width", 224)
     job.setdefault("height", 224)
@@ -259,6 +296,8 @@ def load_job(path: str) -> dict:
     for key in ("items", "view_matrices", "fov_deg", "output"):
         if key not in job:
             raise ValueError(f"render job {path}: missing key {key!r}")
+    if job["workbench_aa"] not in WORKBENCH_AA:
+        raise ValueError(f"render job {path}: workbench_aa must be one of {WORKBENCH_AA}, got {job['workbench_aa']!r}")
     if job["engine"] not in ENGINES:
         raise ValueError(f"render job {path}: engine must be one of {ENGINES}, got {job['engine']!r}")
     views = np.asarray(job["view_matrices"], dtype=np.float64)
@@ -267,18 +306,15 @@ def load_job(path: str) -> dict:
     return job
 
 
-def run_job(job_path: str) -> None:
-    """Render every item of the job and write the HDF5 file."""
-    job = load_job(job_path)
+def resident_mb() -> float:
+    """This process's resident memory in MB (shown in progress lines: it must stay flat)."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def render_items(job: dict, writer: ResultWriter) -> float:
+    """Render each item into ``writer``; returns the seconds spent on rendered items."""
     items = job["items"]
-    n_views = len(job["view_matrices"])
-    t_job = time.perf_counter()
-    init_blenderproc()
-    configure_renderer(job)
-    set_cameras(job)
-    cam2world = np.stack([bproc.camera.get_camera_pose(frame) for frame in range(n_views)])
-    projection = CameraUtility.get_projection_matrix()
-    writer = ResultWriter(job["output"], n_views, job["height"], job["width"])
     rendered_seconds = 0.0
     for index, item in enumerate(items, start=1):
         t0 = time.perf_counter()
@@ -293,16 +329,36 @@ def run_job(job_path: str) -> None:
             writer.add_failure(object_id, reason)
             print(f"[render] {index}/{len(items)} {object_id} FAILED: {reason}", flush=True)
             continue
-        if job["engine"] == "workbench":
-            use_material_colours_in_workbench(meshes)
+        merge_coincident_faces(meshes)
+        load_textures()
         images, masks = render_views(job)
         writer.add(object_id, images, masks)
         seconds = time.perf_counter() - t0
         rendered_seconds += seconds
-        print(f"[render] {index}/{len(items)} {object_id} {seconds:.1f} s", flush=True)
+        print(f"[render] {index}/{len(items)} {object_id} {seconds:.1f} s ({resident_mb():.0f} MB)", flush=True)
+    return rendered_seconds
+
+
+def run_job(job_path: str) -> None:
+    """Render every item of the job and write the HDF5 file."""
+    job = load_job(job_path)
+    n_views = len(job["view_matrices"])
+    t_job = time.perf_counter()
+    init_blenderproc()
+    configure_renderer(job)
+    set_cameras(job)
+    cam2world = np.stack([bproc.camera.get_camera_pose(frame) for frame in range(n_views)])
+    projection = CameraUtility.get_projection_matrix()
+    writer = ResultWriter(job["output"], n_views, job["height"], job["width"])
+    try:
+        rendered_seconds = render_items(job, writer)
+    except BaseException:
+        writer.abort()
+        raise
     writer.finish(cam2world, projection, {
         "engine": job["engine"],
         "cycles_samples": job["cycles_samples"] if job["engine"] == "cycles" else 0,
+        "workbench_aa": job["workbench_aa"] if job["engine"] == "workbench" else "",
         "fov_deg": float(job["fov_deg"]),
         "width": job["width"],
         "height": job["height"],
@@ -310,17 +366,18 @@ def run_job(job_path: str) -> None:
         "far": float(job["far"]),
         "blender_version": bpy.app.version_string,
         "blenderproc_version": bproc.__version__,
-        "seconds_per_view": rendered_seconds / max(1, writer.object_ids.shape[0] * n_views),
+        "seconds_per_view": rendered_seconds / max(1, writer.n_rendered * n_views),
     })
-    print(f"[render] wrote {job['output']}: {writer.object_ids.shape[0]} rendered, {len(writer.failed_ids)} failed, "
+    print(f"[render] wrote {job['output']}: {writer.n_rendered} rendered, {len(writer.failed_ids)} failed, "
           f"{time.perf_counter() - t_job:.1f} s", flush=True)
 
 
 def self_test(report_path: str) -> None:
     """Render a cube in one small Workbench view and report whether it worked (env smoke test)."""
     init_blenderproc()
-    job = {"engine": "workbench", "threads": 1, "fov_deg": 40.0, "width": 32, "height": 32, "near": 0.1,
-           "far": 10.0, "view_matrices": [[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -5.0], [0, 0, 0, 1]]]}
+    camera_at_z5 = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -5.0], [0, 0, 0, 1]]
+    job = {"engine": "workbench", "workbench_aa": "8", "threads": 1, "fov_deg": 40.0, "width": 32, "height": 32,
+           "near": 0.1, "far": 10.0, "view_matrices": [camera_at_z5]}
     configure_renderer(job)
     set_cameras(job)
     bproc.object.create_primitive("CUBE")

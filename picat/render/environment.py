@@ -1,9 +1,10 @@
 """Build the render environment: BlenderProc 2.8 on PyPI's ``bpy`` wheel, in its own venv.
 
 The main environment runs numpy 2; Blender 4.2 is built against numpy 1.x, so rendering
-runs in a separate virtualenv. BlenderProc normally downloads a Blender release and
-pip-installs its own dependencies on first use; neither is possible offline, so this module
-builds, once, everything BlenderProc's ``--custom-blender-path`` option expects:
+runs in a separate virtualenv. BlenderProc normally downloads a Blender release from
+blender.org and pip-installs its own dependencies during the first render. Instead, this
+module uses PyPI's ``bpy`` wheel as "Blender 4.2" and builds, once, everything BlenderProc's
+``--custom-blender-path`` option expects, so that rendering never touches the network:
 
     ENV_DIR/                          a venv with blenderproc, bpy, numpy 1.26 and
       bin/python, bin/blenderproc     BlenderProc's own pinned packages
@@ -30,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 BLENDER_VERSION = "4.2"  # the folder name is BlenderProc's only check of the Blender version
 PYTHON_TAG = "python3.11"  # bpy 4.2.0 wheels exist for CPython 3.11 only
@@ -226,19 +227,48 @@ def blenderproc_environ(private_tmp: Path, threads: int, base: dict[str, str] | 
 
     Args:
         private_tmp: the job's own TMPDIR (Blender leaves ``blender_*`` files behind in it).
-        threads: thread budget for numpy/OpenMP inside the child (0 leaves them as they are).
+        threads: thread budget for numpy/OpenMP and llvmpipe inside the child (0 leaves them
+            as they are); Blender's own render threads are set by the script.
         base: the environment to start from (default: this process's).
     """
     env = dict(os.environ if base is None else base)
     # The render venv must not see the main environment's packages.
     for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"):
         env.pop(name, None)
-    env["TMPDIR"] = str(private_tmp)
+    # Blender takes its session folder from TEMP before TMPDIR, and Snakemake sets TEMP and
+    # TMP for its jobs: point every one of them at the private folder.
+    for name in ("TMPDIR", "TEMP", "TMP", "TEMPDIR"):
+        env[name] = str(private_tmp)
     env["PYTHONUNBUFFERED"] = "1"  # progress lines reach the log as they happen
     if threads > 0:
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        # numpy/OpenMP inside Blender, and Mesa's llvmpipe, which rasterises Workbench on CPU.
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LP_NUM_THREADS"):
             env[name] = str(threads)
     return env
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc; just ``pid`` elsewhere), children first."""
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return [p for child in children for p in process_tree(child)] + [pid]
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants (blenderproc runs "Blender" as a grandchild).
+
+    The children stay in our process group, so Ctrl-C or a scheduler's group signal reaches
+    them too; this is for timeouts, where only we know to stop them.
+    """
+    for victim in process_tree(pid):
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None = None,
@@ -246,12 +276,11 @@ def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None 
     """Run a command and return its output; raise RuntimeError with the output's tail if it fails.
 
     With ``stream``, every output line also goes to ``log`` as it arrives (for long steps);
-    otherwise ``timeout`` applies, and on expiry the command's whole process group is killed
-    (blenderproc starts "Blender" as a grandchild).
+    otherwise ``timeout`` applies, and on expiry the command and its descendants are killed.
     """
     log("$ " + " ".join(map(str, cmd)).replace("\n", "; "))
     with subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env, errors="replace", start_new_session=True) as proc:
+                          env=env, errors="replace") as proc:
         assert proc.stdout is not None
         if stream:
             lines = []
@@ -263,7 +292,7 @@ def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None 
             try:
                 output, _ = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_process_tree(proc.pid)
                 output = proc.communicate()[0] + f"\n(killed after {timeout} s)"
         returncode = proc.wait()
     if returncode != 0:
