@@ -1,7 +1,7 @@
 """Rendering with BlenderProc: the silhouettes must sit where picat.geometry projects the mesh.
 
-These tests need the render environment (``python -m picat.render.environment .envs/render``,
-or the folder named by PICAT_RENDER_ENV) and skip with the reason where it is not built.
+These tests need the render environment (``.envs/render`` or the folder named by
+PICAT_RENDER_ENV); conftest's ``render_env`` fixture builds it on first use.
 The ShapeNet test also needs the shared fixtures (PICAT_FIXTURES or ``<repo>/../shared/fixtures``).
 """
 
@@ -19,11 +19,11 @@ import trimesh
 import yaml
 
 from picat.geometry import camera_to_world, dodecahedron_cameras, perspective, project_points, uv_to_pixels
-from picat.render.environment import BLENDERPROC_PINS, CORE_PINS, build_render_env, read_stamp, stamp_path
+from picat.render.environment import BLENDERPROC_PINS, CORE_PINS, build_render_env, read_stamp
 from picat.render.launch import RenderItem, RenderJob, output_is_complete, render_objects
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_DIR = Path(os.environ.get("PICAT_RENDER_ENV", REPO / ".envs" / "render"))
+ENV_DIR = Path(os.environ.get("PICAT_RENDER_ENV", REPO / ".envs" / "render")).resolve()  # as conftest.render_env_dir
 FIXTURES = Path(os.environ.get("PICAT_FIXTURES", REPO.parent / "shared" / "fixtures"))
 SHAPENET_PLANE = FIXTURES / "shapenetcore_v1" / "02691156" / "1caa02b831cccff090baeef8ba5b93e5" / "model.obj"
 SHAPENET_CHAIR = FIXTURES / "shapenetcore_v1" / "03001627" / "21bfb150cfc23accb01c58badc8bbc39" / "model.obj"
@@ -34,13 +34,9 @@ GRAZING_COS = 0.3
 
 
 def needs_env(test):
-    """Mark a test as needing the render environment, skipping it where that is not built."""
-    skip = pytest.mark.skipif(
-        not stamp_path(ENV_DIR).is_file(),
-        reason=f"render environment not built ({stamp_path(ENV_DIR)} missing); build it with "
-        f"`python -m picat.render.environment {ENV_DIR}` or set PICAT_RENDER_ENV",
-    )
-    return pytest.mark.render(skip(test))
+    """Mark a test as needing the render environment; conftest's ``render_env`` fixture builds
+    it on first use, or skips the test where PICAT_NO_RENDER_ENV_BUILD is set."""
+    return pytest.mark.render(pytest.mark.usefixtures("render_env")(test))
 
 
 def asymmetric_mesh() -> trimesh.Trimesh:
@@ -155,7 +151,7 @@ def read_result(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def asymmetric_render(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def asymmetric_render(render_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One job: the asymmetric mesh, plus an OBJ without faces that Blender must report as failed."""
     tmp_path = tmp_path_factory.mktemp("render")
     mesh = asymmetric_mesh()
