@@ -7,6 +7,8 @@ rule render_env:
         RENDER_ENV_STAMP,
     log:
         "results/logs/render_env.log",
+    benchmark:
+        "results/benchmarks/render_env.tsv"
     threads: 1
     resources:
         mem_mb=4000,

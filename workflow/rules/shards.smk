@@ -73,6 +73,8 @@ rule shard_index:
         "results/shards/{suite}/index.json",
     log:
         "results/logs/{suite}/shard_index.log",
+    benchmark:
+        "results/benchmarks/{suite}/shard_index.tsv"
     threads: 1
     resources:
         mem_mb=1000,
