@@ -18,7 +18,10 @@ import pytest
 import trimesh
 import yaml
 
-from picat.geometry import camera_to_world, dodecahedron_cameras, perspective, project_points, uv_to_pixels
+from picat.geometry import (
+    camera_to_world, dilate_masks, dodecahedron_cameras, perspective, project_points, uv_to_pixels,
+)
+from picat.meshes import normalisation_transform
 from picat.render.environment import BLENDERPROC_PINS, CORE_PINS, build_render_env, read_stamp
 from picat.render.launch import RenderItem, RenderJob, output_is_complete, render_objects
 
@@ -57,14 +60,8 @@ def asymmetric_mesh() -> trimesh.Trimesh:
 
 
 def world_from_file(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Centre of the bounding box of face-referenced vertices to the origin, farthest vertex at 1."""
-    used = vertices[np.unique(faces)]
-    centre = (used.min(axis=0) + used.max(axis=0)) / 2.0
-    scale = 1.0 / np.linalg.norm(used - centre, axis=1).max()
-    matrix = np.eye(4)
-    matrix[:3, :3] *= scale
-    matrix[:3, 3] = -scale * centre
-    return matrix
+    """picat's normalisation (the one the render stage hands to Blender) of a mesh's used vertices."""
+    return normalisation_transform(vertices[np.unique(faces)])
 
 
 def transform(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -77,17 +74,6 @@ def surface_samples(mesh: trimesh.Trimesh, matrix: np.ndarray, count: int = 3000
     normals = mesh.face_normals[faces] @ np.linalg.inv(matrix[:3, :3])  # normals transform by the inverse transpose
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     return transform(points, matrix), normals
-
-
-def dilate(masks: np.ndarray, radius: int) -> np.ndarray:
-    """Grow (..., H, W) boolean masks by ``radius`` pixels (square neighbourhood)."""
-    height, width = masks.shape[-2:]
-    padded = np.pad(masks, [(0, 0)] * (masks.ndim - 2) + [(radius, radius)] * 2)
-    grown = np.zeros_like(masks)
-    for dy in range(2 * radius + 1):
-        for dx in range(2 * radius + 1):
-            grown |= padded[..., dy:dy + height, dx:dx + width]
-    return grown
 
 
 def hit_rates(points: np.ndarray, normals: np.ndarray, masks: np.ndarray, views: np.ndarray,
@@ -103,7 +89,7 @@ def hit_rates(points: np.ndarray, normals: np.ndarray, masks: np.ndarray, views:
     """
     height, width = masks.shape[1:]
     if tolerance_px:
-        masks = dilate(masks, tolerance_px)
+        masks = dilate_masks(masks, tolerance_px)
     uv, in_front = project_points(points, views, perspective(FOV_DEG, width / height))
     rows, cols, inside = uv_to_pixels(uv, height, width)
     on_mask = masks[np.arange(len(views))[:, None], rows, cols] & inside & in_front
