@@ -1,0 +1,1 @@
+"""Pic@Point pre-training: correspondence, losses and the training loop."""
