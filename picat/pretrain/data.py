@@ -1,0 +1,128 @@
+"""Pre-training batches read lazily from the HDF5 shards (and their cached image features).
+
+One random view per object per step (paper 4.1). The view of each object is drawn by the
+training loop's own seeded generator and handed to the dataset with the index, so a run
+resumed from a checkpoint sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from picat.shards import open_shard
+
+
+class ShardObjects(Dataset):
+    """All objects of a list of shards; items are addressed as (global index, view index).
+
+    Files are opened on first use in each worker process (h5py handles do not survive a
+    fork), and only the requested object's arrays are read.
+
+    Args:
+        shards: shard files (schema of :mod:`picat.shards`).
+        features: for each shard, its cached image-feature file (``picat encode``), or None
+            to return the rendered image itself (for encoding on the fly).
+        n_points: points per cloud (the first n of the shard's random surface samples).
+        normals: return xyz + normals (6 channels) instead of xyz.
+    """
+
+    def __init__(self, shards: Sequence[Path], features: Sequence[Path] | None, n_points: int, normals: bool = False) -> None:
+        if features is not None and len(features) != len(shards):
+            raise ValueError(f"got {len(features)} feature files for {len(shards)} shards")
+        self.shards = [Path(path) for path in shards]
+        self.features = [Path(path) for path in features] if features is not None else None
+        self.n_points, self.normals = n_points, normals
+        counts = []
+        for index, path in enumerate(self.shards):
+            with open_shard(path) as shard:
+                count, available = shard["points"].shape[:2]
+                self.n_views = shard["view_matrices"].shape[1]
+                ids = shard["object_ids"][()]
+            if n_points > available:
+                raise ValueError(f"{path}: n_points={n_points} but the shard holds {available} points per object")
+            if self.features is not None:
+                with h5py.File(self.features[index], "r") as cache:
+                    if not np.array_equal(cache["object_ids"][()], ids):
+                        raise ValueError(f"{self.features[index]}: object ids differ from its shard {path}; re-encode it")
+            counts.append(count)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
+        self._handles: dict[Path, h5py.File] = {}
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def _file(self, path: Path) -> h5py.File:
+        if path not in self._handles:
+            self._handles[path] = h5py.File(path, "r")
+        return self._handles[path]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, row in that shard) of a global object index."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"object index {index} out of range [0, {len(self)})")
+        shard = bisect.bisect_right(self.offsets, index) - 1
+        return shard, index - self.offsets[shard]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """One object with one view.
+
+        Returns:
+            points (N, 3 or 6) float32, view (4, 4) and proj (4, 4) float32, and either
+            image (H, W, 3) uint8 or image_local (C, g, g) and image_global (C,) float32.
+        """
+        index, view = item
+        shard_number, row = self.locate(index)
+        shard = self._file(self.shards[shard_number])
+        points = shard["points"][row, : self.n_points]
+        if self.normals:
+            points = np.concatenate([points, shard["normals"][row, : self.n_points]], axis=-1)
+        sample = {
+            "points": torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)),
+            "view": torch.from_numpy(shard["view_matrices"][row, view].astype(np.float32)),
+            "proj": torch.from_numpy(shard["proj_matrices"][row, view].astype(np.float32)),
+        }
+        if self.features is None:
+            sample["image"] = torch.from_numpy(shard["images"][row, view])
+        else:
+            cache = self._file(self.features[shard_number])
+            sample["image_local"] = torch.from_numpy(cache["local"][row, view].astype(np.float32))
+            sample["image_global"] = torch.from_numpy(cache["global"][row, view].astype(np.float32))
+        return sample
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"] = {}  # reopen in the worker
+        return state
+
+
+class EpochSampler(Sampler):
+    """Shuffled (object, view) pairs for one epoch, from a generator seeded by (seed, epoch).
+
+    The order depends only on the seed, the epoch and the dataset size, so a resumed run
+    replays the same batches. With ``rank``/``world_size`` each process takes its strided
+    share of the epoch's order (for data-parallel training).
+    """
+
+    def __init__(self, n_objects: int, n_views: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n_objects, self.n_views, self.seed = n_objects, n_views, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n_objects, generator=generator)
+        views = torch.randint(0, self.n_views, (self.n_objects,), generator=generator)
+        for position in range(self.rank, self.n_objects, self.world_size):
+            yield int(order[position]), int(views[order[position]])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n_objects, self.world_size))

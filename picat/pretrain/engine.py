@@ -1,0 +1,183 @@
+"""The Pic@Point training loop: epochs, checkpoints, resume, abort on a non-finite loss.
+
+The loop owns no model definitions: it takes a built :class:`PicAtPoint` model and a
+dataset. Per epoch it writes ``resume.pt`` (atomically) in the run folder; a job that is
+killed and restarted continues from the last completed epoch, and ends bit-identical on the
+CPU to an uninterrupted run (the batches, views and rotations of an epoch depend only on
+the seed and the epoch number).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DataLoader
+
+from picat.pretrain.correspondence import project_to_cells, random_rotations, rotate_with_cameras
+from picat.pretrain.data import EpochSampler, ShardObjects
+from picat.pretrain.losses import global_infonce, local_infonce
+from picat.pretrain.model import PicAtPoint
+
+RESUME_FILE = "resume.pt"
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings (paper 4.1: Adam, cosine annealing, wd 1e-6, lr 1e-3 / 5e-5, batch 32)."""
+
+    epochs: int
+    batch_size: int = 32
+    lr_point: float = 1e-3
+    lr_image: float = 5e-5
+    weight_decay: float = 1e-6
+    temperature: float = 0.1
+    rotation: str = "so3"
+    up_axis: str = "y"
+    seed: int = 0
+    num_workers: int = 0
+    grid: int = 7
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded, not interpreted here
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a step's loss is NaN or infinite (training stops instead of going on silently)."""
+
+
+def pick_device(preferred: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), else the CPU."""
+    if preferred == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preferred)
+
+
+def step_loss(model: PicAtPoint, batch: dict[str, Tensor], rotation: Tensor, settings: TrainSettings,
+              image_encoder: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None) -> dict[str, Tensor]:
+    """Loss of one batch: rotate clouds (cameras follow), embed, L = L_lcl + L_glb.
+
+    Args:
+        batch: points (B, N, C), view (B, 4, 4), proj (B, 4, 4), and image_local (B, C', g, g)
+            + image_global (B, C') from the cache, or image (B, H, W, 3) uint8 with ``image_encoder``.
+        rotation: (B, 3, 3) augmentation rotations.
+        image_encoder: the frozen 2D backbone, for batches that carry images.
+
+    Returns:
+        {"loss", "local", "global", "valid_fraction"} scalar tensors.
+    """
+    if "image" in batch:
+        if image_encoder is None:
+            raise ValueError("the batch carries images but no image encoder was given")
+        with torch.no_grad():
+            image_local, image_global = image_encoder(batch["image"])
+    else:
+        image_local, image_global = batch["image_local"], batch["image_global"]
+    points, view = rotate_with_cameras(batch["points"], batch["view"], rotation)
+    out = model(points, view, image_local, image_global)
+    zero = points.new_zeros(())
+    losses = {"local": zero, "global": zero, "valid_fraction": zero}
+    if "z_global" in out:
+        losses["global"] = global_infonce(out["z_global"], out["q_global"], settings.temperature)
+    if "z_local" in out:
+        cells, valid = project_to_cells(out["centres"], view, batch["proj"], settings.grid)
+        losses["local"] = local_infonce(out["z_local"], out["q_local"], cells, valid, settings.temperature)
+        losses["valid_fraction"] = valid.float().mean()
+    losses["loss"] = losses["local"] + losses["global"]
+    return losses
+
+
+def _batch_rotations(settings: TrainSettings, epoch: int, step: int, size: int) -> Tensor:
+    generator = torch.Generator().manual_seed((settings.seed * 1_000_003 + epoch) * 1_000_003 + step)
+    return random_rotations(size, settings.rotation, settings.up_axis, generator)
+
+
+def _save_atomically(payload: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run_dir: Path,
+          image_encoder: nn.Module | None = None, device: torch.device | None = None,
+          stop_after_epochs: int | None = None, log: TextIO = sys.stderr) -> list[dict[str, float]]:
+    """Train ``model`` for ``settings.epochs``, checkpointing every epoch into ``run_dir``.
+
+    Args:
+        stop_after_epochs: end this call after that many epochs have been completed in
+            total (for cluster time limits); a later call resumes.
+
+    Returns:
+        The per-epoch history (epoch, loss, local, global, valid_fraction, seconds, lr).
+
+    Raises:
+        NonFiniteLossError: on a NaN or infinite loss, naming epoch and step.
+    """
+    device = device or pick_device()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    if image_encoder is not None:
+        image_encoder.to(device)
+    optimizer = torch.optim.Adam([
+        {"params": model.point_parameters(), "lr": settings.lr_point},
+        {"params": model.image_parameters(), "lr": settings.lr_image},
+    ], weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    if len(dataset) < settings.batch_size:
+        raise ValueError(f"the corpus has {len(dataset)} objects, fewer than one batch of {settings.batch_size}")
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    resume_path = run_dir / RESUME_FILE
+    if resume_path.is_file():
+        state = torch.load(resume_path, map_location=device, weights_only=False)
+        if state["settings"] != asdict(settings):
+            raise RuntimeError(f"{resume_path} was written with other settings; delete it to start afresh")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+        print(f"[pretrain] resuming from {resume_path} after epoch {start_epoch}", file=log, flush=True)
+    sampler = EpochSampler(len(dataset), dataset.n_views, settings.seed)
+    loader = DataLoader(dataset, batch_sampler=BatchSampler(sampler, settings.batch_size, drop_last=True),
+                        num_workers=settings.num_workers)
+    last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
+    for epoch in range(start_epoch, last_epoch):
+        model.train()
+        sampler.set_epoch(epoch)
+        started, sums, steps = time.time(), {"loss": 0.0, "local": 0.0, "global": 0.0, "valid_fraction": 0.0}, 0
+        for step, batch in enumerate(loader):
+            batch = {key: value.to(device) for key, value in batch.items()}
+            rotation = _batch_rotations(settings, epoch, step, len(batch["points"])).to(device)
+            losses = step_loss(model, batch, rotation, settings, image_encoder)
+            if not torch.isfinite(losses["loss"]):
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}: local={losses['local'].item()}, "
+                    f"global={losses['global'].item()}; lower the learning rate or check the inputs")
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            for key in sums:
+                sums[key] += float(losses[key].detach())
+            steps += 1
+            if (step + 1) % 10 == 0:
+                print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} step {step + 1}/{len(loader)} "
+                      f"loss {losses['loss'].item():.4f}", file=log, flush=True)
+        row = {"epoch": epoch + 1, **{key: value / max(steps, 1) for key, value in sums.items()},
+               "seconds": time.time() - started, "lr": optimizer.param_groups[0]["lr"]}
+        scheduler.step()
+        history.append(row)
+        _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                          "settings": asdict(settings)}, resume_path)
+        print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} loss {row['loss']:.4f} (local {row['local']:.4f}, "
+              f"global {row['global']:.4f}, {100 * row['valid_fraction']:.0f}% centres in view) {row['seconds']:.1f} s",
+              file=log, flush=True)
+        if math.isnan(row["loss"]):
+            raise NonFiniteLossError(f"non-finite mean loss in epoch {epoch + 1}")
+    return history

@@ -1,0 +1,151 @@
+"""The training loop on tiny shards with a toy backbone and a toy frozen image encoder:
+resume equals an uninterrupted run, a non-finite loss aborts, cache equals on-the-fly."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from picat.geometry import dodecahedron_cameras
+from picat.pretrain.data import EpochSampler, ShardObjects
+from picat.pretrain.engine import NonFiniteLossError, TrainSettings, step_loss, train
+from picat.pretrain.model import PicAtPoint
+from picat.shards import ShardObject, ShardWriter
+from picat.stages.encode import encode_shard
+
+
+class ToyBackbone(nn.Module):
+    """Per-point MLP; local = per-point features, global = max pool."""
+
+    global_dim = local_dim = 16
+
+    def __init__(self, in_channels: int = 3, poison: bool = False) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv1d(in_channels, 16, 1), nn.ReLU(), nn.Conv1d(16, 16, 1))
+        self.poison = poison
+
+    def forward_features(self, points):
+        local = self.mlp(points.transpose(1, 2))
+        if self.poison:
+            local = local * float("nan")
+        return local.max(dim=2).values, local, points[..., :3]
+
+
+class ToyEncoder(nn.Module):
+    """A frozen stand-in for the 2D backbone: uint8 (B, H, W, 3) -> (B, 8, 7, 7), (B, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(123)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.requires_grad_(False)
+
+    def forward(self, images):
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        local = nn.functional.adaptive_avg_pool2d(self.conv(x), 7)
+        return local, local.mean(dim=(2, 3))
+
+    def describe(self) -> dict:
+        return {"name": "toy"}
+
+
+def write_toy_shard(path: Path, n_objects: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    views, projs = dodecahedron_cameras(2.5, 50.0)
+    with ShardWriter(path, {"suite": "test"}) as writer:
+        for index in range(n_objects):
+            points = rng.normal(size=(64, 3)) * [0.5, 0.3, 0.2]
+            points /= max(1.0, np.linalg.norm(points, axis=1).max())
+            normals = rng.normal(size=(64, 3))
+            normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+            writer.add(ShardObject(f"obj_{seed}_{index:03d}", "toy", "-", points.astype(np.float32), normals.astype(np.float32),
+                                   rng.integers(0, 256, (20, 28, 28, 3), dtype=np.uint8), np.ones((20, 28, 28), bool),
+                                   views, projs, np.eye(4)))
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pretrain")
+    shards = [folder / "shard_00000.h5", folder / "shard_00001.h5"]
+    write_toy_shard(shards[0], 10, 0)
+    write_toy_shard(shards[1], 7, 1)
+    features = [folder / "f0.h5", folder / "f1.h5"]
+    for shard, feature in zip(shards, features):
+        encode_shard(shard, feature, ToyEncoder(), batch_size=16, dtype="float32", log=io.StringIO())
+    return shards, features
+
+
+def build(variant="full", poison=False, seed=0):
+    torch.manual_seed(seed)
+    return PicAtPoint(ToyBackbone(6 if variant == "normals" else 3, poison), image_dim=8, variant=variant, latent_dim=12, pose_dim=4)
+
+
+SETTINGS = TrainSettings(epochs=3, batch_size=4, seed=7)
+
+
+def test_dataset_spans_shards_and_sampler_is_deterministic(toy_data):
+    shards, features = toy_data
+    dataset = ShardObjects(shards, features, n_points=32)
+    assert len(dataset) == 17 and dataset.locate(12) == (1, 2)
+    item = dataset[(12, 5)]
+    assert item["points"].shape == (32, 3) and item["image_local"].shape == (8, 7, 7) and item["view"].shape == (4, 4)
+    sampler = EpochSampler(17, 20, seed=3)
+    sampler.set_epoch(2)
+    first = list(sampler)
+    sampler.set_epoch(2)
+    assert list(sampler) == first and sorted(i for i, _ in first) == list(range(17))
+    sampler.set_epoch(3)
+    assert list(sampler) != first
+
+
+def test_resumed_run_equals_uninterrupted_run(toy_data, tmp_path):
+    shards, features = toy_data
+    dataset = ShardObjects(shards, features, n_points=32)
+    whole = build()
+    history = train(whole, dataset, SETTINGS, tmp_path / "whole", device=torch.device("cpu"), log=io.StringIO())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    interrupted = build()
+    train(interrupted, dataset, SETTINGS, tmp_path / "split", device=torch.device("cpu"), stop_after_epochs=1, log=io.StringIO())
+    resumed = build(seed=99)  # a fresh process: different init, everything comes from resume.pt
+    log = io.StringIO()
+    resumed_history = train(resumed, dataset, SETTINGS, tmp_path / "split", device=torch.device("cpu"), log=log)
+    assert "resuming" in log.getvalue() and len(resumed_history) == 3
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert resumed_history[-1]["loss"] == history[-1]["loss"]
+
+
+def test_non_finite_loss_aborts_with_a_clear_message(toy_data, tmp_path):
+    shards, features = toy_data
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch 1, step 1"):
+        train(build(poison=True), ShardObjects(shards, features, 32), SETTINGS, tmp_path, device=torch.device("cpu"), log=io.StringIO())
+
+
+@pytest.mark.parametrize("variant", ["full", "no_local", "no_global", "no_pose", "normals"])
+def test_cached_features_give_the_same_loss_as_encoding_on_the_fly(toy_data, variant):
+    shards, features = toy_data
+    normals = variant == "normals"
+    cached, raw = ShardObjects(shards, features, 32, normals), ShardObjects(shards, None, 32, normals)
+    items = [(i, (3 * i) % 20) for i in range(0, 17, 2)]
+    collate = torch.utils.data.default_collate
+    batch_cached, batch_raw = collate([cached[i] for i in items]), collate([raw[i] for i in items])
+    model = build(variant).eval()
+    rotation = torch.eye(3).expand(len(items), 3, 3)
+    with torch.no_grad():
+        a = step_loss(model, batch_cached, rotation, SETTINGS)
+        b = step_loss(model, batch_raw, rotation, SETTINGS, image_encoder=ToyEncoder())
+    for key in ("loss", "local", "global"):
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+    assert a["loss"] > 0
+    assert (a["local"] > 0) == (variant != "no_local") and (a["global"] > 0) == (variant != "no_global")
+
+
+def test_cache_with_other_objects_is_refused(toy_data):
+    shards, features = toy_data
+    with pytest.raises(ValueError, match="object ids differ"):
+        ShardObjects(shards, features[::-1], 32)
