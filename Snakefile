@@ -1,6 +1,7 @@
 # picat: Pic@Point pre-training and its benchmarks as one workflow.
 #   snakemake --cores 2            the selected suite's default target (see README)
 #   snakemake --cores 2 shards     every HDF5 shard of the selected suite
+#   snakemake --cores 2 pretrain   every pre-training run (backbone x variant x seed)
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -12,9 +13,11 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/render_env.smk"
 include: "workflow/rules/shards.smk"
+include: "workflow/rules/pretrain.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.shards.input,
+        rules.pretrain.input,

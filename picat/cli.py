@@ -85,6 +85,30 @@ def _cmd_index(args: argparse.Namespace) -> None:
     print(f"{args.out}: {index['objects']} objects in {len(index['shards'])} shards, {index['skipped']} skipped")
 
 
+def _cmd_encode(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.models.image import ImageBackboneSpec, build_image_backbone
+    from picat.pretrain.engine import pick_device
+    from picat.stages.encode import encode_shard
+
+    torch.set_num_threads(args.threads)
+    encoder = build_image_backbone(ImageBackboneSpec(**args.image_backbone))
+    encode_shard(Path(args.shard), Path(args.out), encoder, args.batch_size, args.dtype, pick_device(args.device))
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.pretrain import run_pretraining
+
+    torch.set_num_threads(args.threads)
+    features = [Path(path) for path in args.features] if args.features else None
+    run_pretraining([Path(path) for path in args.shards], features, Path(args.out), args.backbone, args.variant,
+                    args.seed, args.settings, args.up_axis, args.suite, args.image_backbone, args.device,
+                    args.stop_after_epochs)
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     path = Path(args.config)
     if not path.is_file():
@@ -135,6 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("shards", nargs="+")
     command.add_argument("--out", required=True)
     command.set_defaults(run=_cmd_index)
+
+    command = commands.add_parser("encode", help="cache the frozen 2D backbone's features of a shard's views")
+    command.add_argument("--shard", required=True)
+    command.add_argument("--out", required=True)
+    command.add_argument("--image-backbone", type=_json_arg, required=True, help='{"name": ..., "weights": ...}')
+    command.add_argument("--batch-size", type=int, default=40)
+    command.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    command.add_argument("--device", default="auto")
+    command.add_argument("--threads", type=int, default=2)
+    command.set_defaults(run=_cmd_encode)
+
+    command = commands.add_parser("pretrain", help="Pic@Point pre-training of one (backbone, variant, seed)")
+    command.add_argument("--shards", nargs="+", required=True)
+    command.add_argument("--features", nargs="*", help="the shards' encode caches (omit to encode on the fly)")
+    command.add_argument("--out", required=True, help="checkpoint.pt to write")
+    command.add_argument("--backbone", choices=["dgcnn", "pointnext"], required=True)
+    command.add_argument("--variant", required=True)
+    command.add_argument("--seed", type=int, required=True)
+    command.add_argument("--settings", type=_json_arg, required=True, help="the suite's pretrain block, as JSON")
+    command.add_argument("--image-backbone", type=_json_arg, help="needed without --features")
+    command.add_argument("--up-axis", choices=["x", "y", "z"], default="y")
+    command.add_argument("--suite", default="")
+    command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    command.add_argument("--threads", type=int, default=2)
+    command.add_argument("--stop-after-epochs", type=int, help="end after this many epochs in total; rerun to resume")
+    command.set_defaults(run=_cmd_pretrain)
 
     command = commands.add_parser("check-config", help="validate a config file against the schema")
     command.add_argument("config", nargs="?", default="config.yaml")

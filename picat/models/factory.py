@@ -1,0 +1,83 @@
+"""Build point backbones by name from config blocks, and load pre-trained ones back."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from picat.models.dgcnn import DGCNN, DGCNNConfig
+from picat.models.pointnext import PointNeXtConfig, PointNeXtEncoder
+
+CHECKPOINT_FORMAT = "picat-checkpoint-v1"
+BACKBONES = ("dgcnn", "pointnext")
+
+
+def build_point_backbone(name: str, options: dict[str, Any], normals: bool = False, up_axis: str = "y") -> nn.Module:
+    """A point backbone with ``forward(points) -> (B, D)`` and ``forward_features``.
+
+    Args:
+        name: "dgcnn" or "pointnext".
+        options: fields of :class:`DGCNNConfig` / :class:`PointNeXtConfig` (the config's
+            ``pretrain.<name>`` block); an unknown field is a ValueError naming it.
+        normals: the clouds carry normals (B, N, 6).
+        up_axis: the up axis (PointNeXt's height feature).
+    """
+    if name == "dgcnn":
+        config_type, fields = DGCNNConfig, {"in_channels": 6 if normals else 3}
+    elif name == "pointnext":
+        config_type, fields = PointNeXtConfig, {"use_normals": normals, "up_axis": up_axis}
+    else:
+        raise ValueError(f"unknown point backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    known = {field.name for field in dataclasses.fields(config_type)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"pretrain.{name}: unknown setting(s) {unknown}; valid: {sorted(known)}")
+    config = config_type(**{**options, **fields})
+    return DGCNN(config) if name == "dgcnn" else PointNeXtEncoder(config)
+
+
+class LocalBackbone(nn.Module):
+    """A backbone whose forward returns (global (B, Dg), local (B, Dl, L), centres (B, L, 3))."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.backbone.forward_features(points)
+
+
+def backbone_checkpoint(name: str, options: dict[str, Any], normals: bool, up_axis: str, backbone: nn.Module,
+                        metadata: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a pre-trained backbone checkpoint: a plain state_dict plus metadata."""
+    return {"format": CHECKPOINT_FORMAT, "backbone": name, "options": options, "normals": normals,
+            "up_axis": up_axis, "state_dict": backbone.state_dict(), "metadata": metadata}
+
+
+def load_backbone(path: str | Path, local: bool = False, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The pre-trained point backbone of a picat checkpoint, as a plain ``torch.nn.Module``.
+
+    Args:
+        path: ``results/pretrain/.../checkpoint.pt``.
+        local: return a module whose forward gives (global (B, Dg), local (B, Dl, L),
+            centres (B, L, 3)) instead of the global feature (B, Dg) alone.
+
+    Returns:
+        The module in eval mode. Its input is points (B, N, 3), or (B, N, 6) with normals
+        when it was pre-trained so (``module.picat_metadata["normals"]``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a picat backbone checkpoint (format {CHECKPOINT_FORMAT})")
+    backbone = build_point_backbone(payload["backbone"], payload["options"], payload["normals"], payload["up_axis"])
+    backbone.load_state_dict(payload["state_dict"])
+    module = LocalBackbone(backbone) if local else backbone
+    module.picat_metadata = {key: payload[key] for key in ("backbone", "options", "normals", "up_axis")} | payload["metadata"]
+    return module.eval()

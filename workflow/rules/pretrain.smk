@@ -1,0 +1,79 @@
+# Pic@Point pre-training: cache the frozen 2D backbone's features once per shard (encode),
+# then one job per (backbone, variant, seed).
+
+
+wildcard_constraints:
+    backbone="dgcnn|pointnext",
+    variant="full|no_local|no_global|no_pose|normals",
+    seed=r"\d+",
+
+
+def shard_files(wildcards) -> list[str]:
+    return expand("results/shards/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
+
+
+def feature_files(wildcards) -> list[str]:
+    return expand("results/features/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
+
+
+def pretrain_targets(suite: str) -> list[str]:
+    settings = config[suite]["pretrain"]
+    return expand(
+        "results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt",
+        suite=suite, backbone=settings["backbones"], variant=settings["variants"], seed=settings["seeds"],
+    )
+
+
+rule encode:
+    input:
+        "results/shards/{suite}/{shard}.h5",
+    output:
+        "results/features/{suite}/{shard}.h5",
+    log:
+        "results/logs/{suite}/encode/{shard}.log",
+    benchmark:
+        "results/benchmarks/{suite}/encode/{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        image_backbone=lambda w: as_json(config[w.suite]["image_backbone"]),
+        batch_size=lambda w: config[w.suite]["encode"]["batch_size"],
+        dtype=lambda w: config[w.suite]["encode"]["dtype"],
+    shell:
+        "{PICAT} encode --shard {input:q} --out {output:q} --image-backbone {params.image_backbone} "
+        "--batch-size {params.batch_size} --dtype {params.dtype} --threads {threads} > {log:q} 2>&1"
+
+
+rule pretrain_run:
+    input:
+        shards=shard_files,
+        features=feature_files,
+    output:
+        checkpoint="results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt",
+        history="results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/log.csv",
+    log:
+        "results/logs/{suite}/pretrain/{backbone}_{variant}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/pretrain/{backbone}_{variant}_seed{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
+        gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
+    params:
+        settings=lambda w: as_json(config[w.suite]["pretrain"]),
+        up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
+    shell:
+        "{PICAT} pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
+        "--backbone {wildcards.backbone} --variant {wildcards.variant} --seed {wildcards.seed} "
+        "--settings {params.settings} --up-axis {params.up_axis} --suite {wildcards.suite} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+# Target: every pre-training run of the selected suite (`snakemake --cores 2 pretrain`).
+rule pretrain:
+    input:
+        pretrain_targets(SUITE),
+    default_target: False
