@@ -28,6 +28,8 @@ def tiny_config(render_env: Path) -> dict:
     demo["render"].update(resolution=224, threads=2)
     demo["sampling"].update(n_points=256)
     demo["shards"].update(objects_per_shard=4)
+    demo["pretrain"].update(backbones=["dgcnn"], variants=["full"], seeds=[0], epochs=2, batch_size=3, n_points=128,
+                            latent_dim=16, dgcnn={"k": 4, "emb_dims": 32, "local_centres": 16})
     return config
 
 
@@ -53,7 +55,7 @@ def planned_jobs(workdir: Path, *args: str, config: str = "config.yaml") -> dict
 def workflow_run(render_env, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(render_env)))
-    result = snakemake(workdir, "shards")
+    result = snakemake(workdir, "shards", "pretrain")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return workdir
 
@@ -80,8 +82,23 @@ def test_demo_shards_are_valid_and_consistent_with_their_renders(workflow_run):
     assert total == 6
 
 
+def test_pretraining_job_gives_a_loadable_backbone(workflow_run):
+    import torch
+
+    import picat
+
+    run = workflow_run / "results/pretrain/demo/dgcnn/full/seed0"
+    backbone = picat.load_backbone(run / "checkpoint.pt")
+    metadata = backbone.picat_metadata
+    assert metadata["suite"] == "demo" and len(metadata["history"]) == 2
+    assert metadata["image_backbone"]["name"] == "efficientnet_lite0" and metadata["image_backbone"]["weights"] == "imagenet"
+    with torch.no_grad():
+        assert backbone(torch.randn(2, 128, 3)).shape == (2, 64)
+    assert (run / "log.csv").read_text().count("\n") == 3
+
+
 def test_complete_run_plans_nothing(workflow_run):
-    assert planned_jobs(workflow_run, "shards") == {}
+    assert planned_jobs(workflow_run, "shards", "pretrain") == {}
 
 
 def changed_config(workdir: Path, section: str, **values) -> str:
@@ -96,6 +113,11 @@ def test_changing_sampling_replans_packing_only(workflow_run):
     jobs = planned_jobs(workflow_run, "shards", config=changed_config(workflow_run, "sampling", n_points=128))
     assert "render" not in jobs and "corpus" not in jobs
     assert jobs.get("pack") == 2
+
+
+def test_changing_a_pretraining_setting_replans_pretraining_only(workflow_run):
+    jobs = planned_jobs(workflow_run, "pretrain", config=changed_config(workflow_run, "pretrain", temperature=0.2))
+    assert jobs == {"pretrain_run": 1, "pretrain": 1}
 
 
 def test_changing_the_render_engine_replans_renders_and_packing(workflow_run):

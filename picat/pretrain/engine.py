@@ -175,9 +175,9 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                           "settings": asdict(settings)}, resume_path)
+        in_view = f", {100 * row['valid_fraction']:.0f}% centres in view" if model.settings.local_loss else ""
         print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} loss {row['loss']:.4f} (local {row['local']:.4f}, "
-              f"global {row['global']:.4f}, {100 * row['valid_fraction']:.0f}% centres in view) {row['seconds']:.1f} s",
-              file=log, flush=True)
+              f"global {row['global']:.4f}{in_view}) {row['seconds']:.1f} s", file=log, flush=True)
         if math.isnan(row["loss"]):
             raise NonFiniteLossError(f"non-finite mean loss in epoch {epoch + 1}")
     return history
