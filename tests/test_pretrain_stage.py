@@ -56,6 +56,7 @@ def test_stopping_early_leaves_no_checkpoint_and_resumes(toy_data, tmp_path):  #
     log = io.StringIO()
     assert run_pretraining(shards, features, output, "dgcnn", "no_pose", 0, SETTINGS, "y", "test", device="cpu", log=log)
     assert "resuming" in log.getvalue()
+    assert output.exists() and not (tmp_path / "resume.pt").exists()
 
 
 def test_unknown_backbone_setting_is_named():

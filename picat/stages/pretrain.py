@@ -1,7 +1,7 @@
 """The pretrain step: one (backbone, variant, seed) run over all shards, ending in a checkpoint.
 
 Writes into the checkpoint's folder: ``resume.pt`` after every epoch (a restarted job
-continues from it), and at the end ``checkpoint.pt`` (the backbone's state_dict plus
+continues from it; removed once the run is complete), and at the end ``checkpoint.pt`` (the backbone's state_dict plus
 metadata: variant, seed, suite, the image backbone and weights whose features it learned
 from, settings, per-epoch history, trainable parameter counts) and ``log.csv``.
 """
@@ -22,7 +22,7 @@ from picat import __version__
 from picat.models.factory import backbone_checkpoint, build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.data import ShardObjects
-from picat.pretrain.engine import TrainSettings, pick_device, train
+from picat.pretrain.engine import RESUME_FILE, TrainSettings, pick_device, train
 from picat.pretrain.model import PicAtPoint, VariantSettings
 
 
@@ -99,5 +99,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         writer.writerows(history)
     os.replace(output.with_name("log.csv.tmp"), output.with_name("log.csv"))
     os.replace(tmp, output)
+    # The run is complete: its resume state (optimiser moments included) is no longer needed.
+    (output.parent / RESUME_FILE).unlink(missing_ok=True)
     print(f"[pretrain] wrote {output}", file=log, flush=True)
     return output
