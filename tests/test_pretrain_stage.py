@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 import torch
@@ -30,6 +31,8 @@ def test_pretraining_job_writes_a_loadable_checkpoint(toy_data, tmp_path, backbo
     with open(tmp_path / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in rows] == [1, 2]
+    assert float(rows[0]["lr"]) == 1e-3 and float(rows[0]["lr_image"]) == 5e-5 and float(rows[0]["objects_per_s"]) > 0
+    assert json.loads((tmp_path / "config.json").read_text())["pretrain"] == SETTINGS
     model = picat.load_backbone(output)
     metadata = model.picat_metadata
     assert metadata["variant"] == variant and metadata["seed"] == 3 and metadata["image_backbone"] == {"name": "toy"}

@@ -168,8 +168,10 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
             if (step + 1) % 10 == 0:
                 print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} step {step + 1}/{len(loader)} "
                       f"loss {losses['loss'].item():.4f}", file=log, flush=True)
+        seconds = time.time() - started
         row = {"epoch": epoch + 1, **{key: value / max(steps, 1) for key, value in sums.items()},
-               "seconds": time.time() - started, "lr": optimizer.param_groups[0]["lr"]}
+               "seconds": seconds, "objects_per_s": steps * settings.batch_size / max(seconds, 1e-9),
+               "lr": optimizer.param_groups[0]["lr"], "lr_image": optimizer.param_groups[1]["lr"]}
         scheduler.step()
         history.append(row)
         _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -98,6 +98,11 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         writer.writeheader()
         writer.writerows(history)
     os.replace(output.with_name("log.csv.tmp"), output.with_name("log.csv"))
+    config_path = output.with_name("config.json")
+    config_path.with_name("config.json.tmp").write_text(json.dumps(
+        {"backbone": backbone_name, "variant": variant, "seed": seed, "suite": suite, "up_axis": up_axis,
+         "pretrain": settings, "image_backbone": image_description}, indent=2, sort_keys=True))
+    os.replace(config_path.with_name("config.json.tmp"), config_path)
     os.replace(tmp, output)
     # The run is complete: its resume state (optimiser moments included) is no longer needed.
     (output.parent / RESUME_FILE).unlink(missing_ok=True)
