@@ -3,9 +3,12 @@ renders -> HDF5 shards, then incremental reruns read from Snakemake's dry-run pl
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -129,3 +132,29 @@ def test_invalid_config_stops_before_any_job(workflow_run):
     result = snakemake(workflow_run, "-n", "--config", "suite=everything")
     assert result.returncode != 0
     assert "invalid config key 'suite'" in result.stdout + result.stderr
+
+
+def test_killed_pretraining_job_resumes_when_snakemake_runs_again(workflow_run):
+    """Kill Snakemake (and its job) mid-training, run again: the job continues from resume.pt.
+
+    Runs last: it retrains the module's checkpoint with more epochs.
+    """
+    config = changed_config(workflow_run, "pretrain", epochs=40)
+    run_dir = workflow_run / "results/pretrain/demo/dgcnn/full/seed0"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workflow_run),
+               "--configfile", str(workflow_run / config), "--cores", "2", "--rerun-incomplete", "pretrain"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (run_dir / "resume.pt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (run_dir / "resume.pt").exists() and not (run_dir / "checkpoint.pt").exists(), "the job ended before the kill"
+    subprocess.run(command[:-4] + ["--unlock"], capture_output=True, check=True)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (workflow_run / "results/logs/demo/pretrain/dgcnn_full_seed0.log").read_text()
+    assert "resuming from" in log
+    import picat
+
+    assert len(picat.load_backbone(run_dir / "checkpoint.pt").picat_metadata["history"]) == 40
