@@ -169,8 +169,7 @@ class ShardWriter:
                 group = self._file.create_group("skipped")
                 columns = {"object_ids": "object_id", "paths": "path", "reasons": "reason"}
                 for name, attribute in columns.items():
-                    values = [getattr(skipped, attribute) for skipped in self._skipped]
-                    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, shape=(len(values),))
+                    write_strings(group, name, [getattr(skipped, attribute) for skipped in self._skipped])
                 attributes = {"schema_version": SCHEMA_VERSION, "convention": CONVENTION, **self.attributes}
                 for key, value in attributes.items():
                     self._file.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
@@ -183,6 +182,11 @@ class ShardWriter:
             os.replace(self.temporary_path, self.path)
         else:
             self.temporary_path.unlink(missing_ok=True)
+
+
+def write_strings(group: h5py.Group, name: str, values: list[str]) -> None:
+    """Create the (len(values),) UTF-8 string dataset ``name`` in ``group`` (empty lists too)."""
+    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, shape=(len(values),))
 
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:

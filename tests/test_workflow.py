@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 import yaml
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from picat.shards import STRING, open_shard, read_strings
+from picat.shards import open_shard, read_strings, write_strings
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size:
                 done = stop
                 print(f"[encode] {done}/{flat_total} views, {done / (time.time() - started):.1f} views/s", file=log, flush=True)
             ids = read_strings(shard["object_ids"])
-            cache.create_dataset("object_ids", data=np.array(ids, dtype=object), dtype=STRING)
+            write_strings(cache, "object_ids", ids)
             cache.attrs["image_backbone"] = json.dumps(encoder.describe(), sort_keys=True)
             cache.attrs["shard"] = str(shard_path)
         os.replace(tmp, output)

@@ -25,11 +25,7 @@ from picat.corpus import read_manifest
 from picat.geometry import dodecahedron_cameras
 from picat.meshes import MeshError, load_mesh, write_obj
 from picat.render.launch import RenderItem, RenderJob, render_objects
-from picat.shards import STRING, SkippedMesh, read_strings
-
-
-def _string_dataset(group: h5py.Group, name: str, values: list[str]) -> None:
-    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, shape=(len(values),))
+from picat.shards import SkippedMesh, read_strings, write_strings
 
 
 def render_shard(
@@ -93,9 +89,9 @@ def render_shard(
         rendered.create_dataset("view_matrices", data=views)
         rendered.create_dataset("proj_matrices", data=projs)
         group = rendered.create_group("skipped")
-        _string_dataset(group, "object_ids", [s.object_id for s in skipped])
-        _string_dataset(group, "paths", [s.path for s in skipped])
-        _string_dataset(group, "reasons", [s.reason for s in skipped])
+        write_strings(group, "object_ids", [s.object_id for s in skipped])
+        write_strings(group, "paths", [s.path for s in skipped])
+        write_strings(group, "reasons", [s.reason for s in skipped])
         settings = {"render": render, "up_axis": up_axis, "picat_version": __version__}
         rendered.attrs["settings"] = json.dumps(settings, sort_keys=True)
     os.replace(blender_output, output)
