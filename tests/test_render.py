@@ -238,14 +238,20 @@ def test_shapenet_objs_render_where_picat_projects_them(tmp_path: Path) -> None:
     assert (plane[:, 2] - plane[:, 0]).max() > 60, "no blue in the plane: MTL colours missing"
 
 
+def triangle_job(tmp_path: Path, names: tuple[str, ...] = ("tri",), **settings) -> RenderJob:
+    """A job rendering one small triangle OBJ (under each of ``names``) into tmp_path/x.h5."""
+    obj = tmp_path / "tri.obj"
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    views, _ = dodecahedron_cameras(DISTANCE, FOV_DEG)
+    items = [RenderItem(name, str(obj), np.eye(4).tolist()) for name in names]
+    return RenderJob(items=items, view_matrices=views.tolist(), fov_deg=FOV_DEG, output=str(tmp_path / "x.h5"),
+                     **settings)
+
+
 @needs_env
 def test_render_objects_fails_clearly_without_output(tmp_path: Path) -> None:
     """A job the script rejects raises RuntimeError with the log tail, and leaves no output."""
-    views, _ = dodecahedron_cameras(DISTANCE, FOV_DEG, up_axis="y")
-    obj = tmp_path / "tri.obj"
-    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
-    job = RenderJob(items=[RenderItem("tri", str(obj), np.eye(4).tolist())], view_matrices=views.tolist(),
-                    fov_deg=FOV_DEG, output=str(tmp_path / "x.h5"), width=SIZE, height=SIZE)
+    job = triangle_job(tmp_path, width=SIZE, height=SIZE)
     # Bypass validate() to hand Blender a job it must refuse (unknown engine).
     job.validate = lambda: None  # type: ignore[method-assign]
     job.engine = "eevee"
@@ -255,11 +261,7 @@ def test_render_objects_fails_clearly_without_output(tmp_path: Path) -> None:
 
 
 def test_job_validation_names_the_bad_field(tmp_path: Path) -> None:
-    obj = tmp_path / "tri.obj"
-    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
-    views, _ = dodecahedron_cameras(DISTANCE, FOV_DEG)
-    good = dict(items=[RenderItem("tri", str(obj), np.eye(4).tolist())], view_matrices=views.tolist(),
-                fov_deg=FOV_DEG, output=str(tmp_path / "x.h5"))
+    good = vars(triangle_job(tmp_path)).copy()
     RenderJob(**good).validate()
     with pytest.raises(ValueError, match="engine"):
         RenderJob(**{**good, "engine": "eevee"}).validate()
@@ -276,22 +278,14 @@ def test_job_validation_names_the_bad_field(tmp_path: Path) -> None:
 
 
 def test_missing_env_is_a_clear_error(tmp_path: Path) -> None:
-    obj = tmp_path / "tri.obj"
-    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
-    views, _ = dodecahedron_cameras(DISTANCE, FOV_DEG)
-    job = RenderJob(items=[RenderItem("tri", str(obj), np.eye(4).tolist())], view_matrices=views.tolist(),
-                    fov_deg=FOV_DEG, output=str(tmp_path / "x.h5"))
+    job = triangle_job(tmp_path)
     with pytest.raises(RuntimeError, match="python -m picat.render.environment"):
         render_objects(job, tmp_path / "no-env")
 
 
 def test_output_completeness_check(tmp_path: Path) -> None:
     """A file missing items, or with the wrong number of views, is not a finished job."""
-    obj = tmp_path / "tri.obj"
-    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
-    views, _ = dodecahedron_cameras(DISTANCE, FOV_DEG)
-    items = [RenderItem(name, str(obj), np.eye(4).tolist()) for name in ("a", "b")]
-    job = RenderJob(items=items, view_matrices=views.tolist(), fov_deg=FOV_DEG, output=str(tmp_path / "x.h5"))
+    job = triangle_job(tmp_path, names=("a", "b"))
     assert output_is_complete(job) == (False, f"no output file {tmp_path / 'x.h5'}")
     text = h5py.string_dtype("utf-8")
     with h5py.File(tmp_path / "x.h5", "w") as f:
@@ -299,7 +293,7 @@ def test_output_completeness_check(tmp_path: Path) -> None:
         f.create_dataset("images", shape=(1, 20, 4, 4, 3), dtype=np.uint8)
         f.create_dataset("failed/object_ids", data=np.array(["b"], dtype=object), dtype=text)
     assert output_is_complete(job) == (True, "")
-    job.items = items + [RenderItem("c", str(obj), np.eye(4).tolist())]
+    job.items = job.items + [RenderItem("c", job.items[0].obj_path, np.eye(4).tolist())]
     assert not output_is_complete(job)[0]
 
 
