@@ -50,3 +50,24 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 def suite_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings block of the selected suite."""
     return config[config["suite"]]
+
+
+# Keys of the pretrain block that choose WHICH runs exist, not how one run trains.
+_RUN_SELECTION_KEYS = ("runs", "seeds")
+_BACKBONE_OPTION_KEYS = ("dgcnn", "pointnext")
+
+
+def pretrain_run_settings(pretrain: dict[str, Any], backbone: str) -> dict[str, Any]:
+    """The settings one (backbone, variant, seed) run depends on.
+
+    Drops the run selection (``runs``, ``seeds``) and the other backbones' options, so that
+    adding a seed or a variant, or retuning PointNeXt, does not invalidate DGCNN's runs.
+    """
+    return {key: value for key, value in pretrain.items()
+            if key not in _RUN_SELECTION_KEYS and (key not in _BACKBONE_OPTION_KEYS or key == backbone)}
+
+
+def pretrain_runs(pretrain: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Every (backbone, variant, seed) the pretrain block asks for, in config order."""
+    return [(backbone, variant, seed) for backbone, variants in pretrain["runs"].items()
+            for variant in variants for seed in pretrain["seeds"]]

@@ -149,3 +149,31 @@ def test_cache_with_other_objects_is_refused(toy_data):
     shards, features = toy_data
     with pytest.raises(ValueError, match="object ids differ"):
         ShardObjects(shards, features[::-1], 32)
+
+
+def test_progress_bar_and_epoch_lines_reach_the_log(toy_data, tmp_path):
+    shards, features = toy_data
+    log = io.StringIO()
+    train(build(), ShardObjects(shards, features, 32), TrainSettings(epochs=1, batch_size=4, seed=7), tmp_path,
+          device=torch.device("cpu"), log=log)
+    text = log.getvalue()
+    # tqdm's final refresh shows every batch of the epoch (17 objects, batch 4, drop_last -> 4 batches).
+    assert "[pretrain] epoch 1/1: 100%" in text and "4/4" in text, text
+    assert "[pretrain] epoch 1/1 loss" in text
+
+
+def test_tensorboard_gets_the_epoch_scalars_when_installed(toy_data, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging is optional; the package is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    shards, features = toy_data
+    history = train(build(), ShardObjects(shards, features, 32), TrainSettings(epochs=2, batch_size=4, seed=7), tmp_path,
+                    device=torch.device("cpu"), log=io.StringIO())
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    for tag in ("epoch/loss", "epoch/local", "epoch/global", "epoch/lr", "epoch/lr_image", "epoch/objects_per_s", "step/loss"):
+        assert tag in scalars, (tag, scalars)
+    logged = [(event.step, event.value) for event in events.Scalars("epoch/loss")]
+    assert [step for step, _ in logged] == [1, 2]
+    assert logged[1][1] == pytest.approx(history[1]["loss"], rel=1e-6)

@@ -30,7 +30,7 @@ def tiny_config(render_env: Path) -> dict:
     demo["render"].update(resolution=224, threads=2)
     demo["sampling"].update(n_points=256)
     demo["shards"].update(objects_per_shard=4)
-    demo["pretrain"].update(backbones=["dgcnn"], variants=["full"], seeds=[0], epochs=2, batch_size=3, n_points=128,
+    demo["pretrain"].update(runs={"dgcnn": ["full"]}, seeds=[0], epochs=2, batch_size=3, n_points=128,
                             latent_dim=16, dgcnn={"k": 4, "emb_dims": 32, "local_centres": 16})
     return config
 

@@ -20,11 +20,13 @@ from typing import Any, Callable, TextIO
 import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader
+from tqdm import tqdm
 
 from picat.pretrain.correspondence import project_to_cells, random_rotations, rotate_with_cameras
 from picat.pretrain.data import EpochSampler, ShardObjects
 from picat.pretrain.losses import global_infonce, local_infonce
 from picat.pretrain.model import PicAtPoint
+from picat.pretrain.tensorboard import open_tensorboard
 
 RESUME_FILE = "resume.pt"
 
@@ -147,11 +149,16 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     loader = DataLoader(dataset, batch_sampler=BatchSampler(sampler, settings.batch_size, drop_last=True),
                         num_workers=settings.num_workers)
     last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
+    board = open_tensorboard(run_dir, purge_step=start_epoch * len(loader))
+    # A log file is not a terminal: redraw the bar rarely there so the file stays readable.
+    interactive = hasattr(log, "isatty") and log.isatty()
     for epoch in range(start_epoch, last_epoch):
         model.train()
         sampler.set_epoch(epoch)
         started, sums, steps = time.time(), {"loss": 0.0, "local": 0.0, "global": 0.0, "valid_fraction": 0.0}, 0
-        for step, batch in enumerate(loader):
+        progress = tqdm(loader, desc=f"[pretrain] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
+                        mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive)
+        for step, batch in enumerate(progress):
             batch = {key: value.to(device) for key, value in batch.items()}
             rotation = _batch_rotations(settings, epoch, step, len(batch["points"])).to(device)
             losses = step_loss(model, batch, rotation, settings, image_encoder)
@@ -165,9 +172,10 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
             for key in sums:
                 sums[key] += float(losses[key].detach())
             steps += 1
-            if (step + 1) % 10 == 0:
-                print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} step {step + 1}/{len(loader)} "
-                      f"loss {losses['loss'].item():.4f}", file=log, flush=True)
+            progress.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}", refresh=False)
+            if board is not None:
+                board.add_scalar("step/loss", float(losses["loss"].detach()), epoch * len(loader) + step)
+        progress.close()
         seconds = time.time() - started
         row = {"epoch": epoch + 1, **{key: value / max(steps, 1) for key, value in sums.items()},
                "seconds": seconds, "objects_per_s": steps * settings.batch_size / max(seconds, 1e-9),
@@ -177,9 +185,16 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
                           "settings": asdict(settings)}, resume_path)
+        if board is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    board.add_scalar(f"epoch/{key}", value, epoch + 1)
+            board.flush()
         in_view = f", {100 * row['valid_fraction']:.0f}% centres in view" if model.settings.local_loss else ""
         print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} loss {row['loss']:.4f} (local {row['local']:.4f}, "
               f"global {row['global']:.4f}{in_view}) {row['seconds']:.1f} s", file=log, flush=True)
         if math.isnan(row["loss"]):
             raise NonFiniteLossError(f"non-finite mean loss in epoch {epoch + 1}")
+    if board is not None:
+        board.close()
     return history

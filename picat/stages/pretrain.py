@@ -19,6 +19,7 @@ import h5py
 import torch
 
 from picat import __version__
+from picat.config import pretrain_run_settings
 from picat.models.factory import backbone_checkpoint, build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.data import ShardObjects
@@ -85,7 +86,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         return None
     metadata = {
         "variant": variant, "seed": seed, "suite": suite, "image_backbone": image_description,
-        "settings": {key: value for key, value in settings.items() if key not in ("backbones", "variants", "seeds")},
+        "settings": pretrain_run_settings(settings, backbone_name),
         "history": history, "picat_version": __version__,
         "trainable_parameters": {"backbone": count_trainable(backbone), "total": count_trainable(model)},
     }

@@ -5,7 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from picat.config import ConfigError, suite_settings, validate_config
+from picat.config import ConfigError, pretrain_run_settings, pretrain_runs, suite_settings, validate_config
 
 try:
     validate_config(config)

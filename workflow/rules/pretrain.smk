@@ -17,11 +17,8 @@ def feature_files(wildcards) -> list[str]:
 
 
 def pretrain_targets(suite: str) -> list[str]:
-    settings = config[suite]["pretrain"]
-    return expand(
-        "results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt",
-        suite=suite, backbone=settings["backbones"], variant=settings["variants"], seed=settings["seeds"],
-    )
+    return [f"results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt"
+            for backbone, variant, seed in pretrain_runs(config[suite]["pretrain"])]
 
 
 rule encode:
@@ -63,7 +60,8 @@ rule pretrain_run:
         runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
     params:
-        settings=lambda w: as_json(config[w.suite]["pretrain"]),
+        # Only what this run depends on: adding a seed or a variant leaves finished runs alone.
+        settings=lambda w: as_json(pretrain_run_settings(config[w.suite]["pretrain"], w.backbone)),
         up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
     shell:
         "{PICAT} pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
