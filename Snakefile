@@ -2,6 +2,7 @@
 #   snakemake --cores 2            the selected suite's default target (see README)
 #   snakemake --cores 2 shards     every HDF5 shard of the selected suite
 #   snakemake --cores 2 pretrain   every pre-training run (backbone x variant x seed)
+#   snakemake --cores 2 results/tables.csv   everything: downstream benchmarks and the tables
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -14,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/render_env.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/downstream.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -21,3 +24,4 @@ rule all:
     input:
         rules.shards.input,
         rules.pretrain.input,
+        rules.tables.output.long,

@@ -16,11 +16,12 @@ import yaml
 
 from picat.config import ConfigError, validate_config
 from picat.corpus import CorpusError
+from picat.datasets import DatasetError
 from picat.meshes import MeshError
 from picat.shards import ShardError
 
 # Errors a user can act on: printed as one line, without a traceback.
-USER_ERRORS = (ConfigError, CorpusError, MeshError, ShardError, FileNotFoundError, RuntimeError, ValueError)
+USER_ERRORS = (ConfigError, CorpusError, DatasetError, MeshError, ShardError, FileNotFoundError, RuntimeError, ValueError)
 
 
 def _json_arg(text: str) -> dict:
@@ -109,6 +110,45 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
                     args.stop_after_epochs)
 
 
+def _backbone_source(args: argparse.Namespace) -> dict:
+    if (args.checkpoint is None) == (args.random is None):
+        raise ValueError("give exactly one of --checkpoint and --random")
+    return {"checkpoint": Path(args.checkpoint) if args.checkpoint else None, "random_spec": args.random}
+
+
+def _cmd_standins(args: argparse.Namespace) -> None:
+    from picat.stages.standins import build_standins
+
+    build_standins(args.settings, Path(args.out))
+
+
+def _cmd_svm(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.downstream import run_svm
+
+    torch.set_num_threads(args.threads)
+    run_svm(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
+            device=args.device, **_backbone_source(args))
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.downstream import run_finetune
+
+    torch.set_num_threads(args.threads)
+    run_finetune(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
+                 device=args.device, **_backbone_source(args))
+
+
+def _cmd_tables(args: argparse.Namespace) -> None:
+    from picat.stages.tables import collate
+
+    collate([Path(path) for path in args.results], Path(args.out), Path(args.tables_dir), Path(args.figure2),
+            args.paper_suite)
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     path = Path(args.config)
     if not path.is_file():
@@ -185,6 +225,35 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--threads", type=int, default=2)
     command.add_argument("--stop-after-epochs", type=int, help="end after this many epochs in total; rerun to resume")
     command.set_defaults(run=_cmd_pretrain)
+
+    command = commands.add_parser("standins", help="write the demo suite's held-out benchmark stand-ins")
+    command.add_argument("--settings", type=_json_arg, required=True, help="the demo suite's standins block, as JSON")
+    command.add_argument("--out", required=True, help="folder receiving the datasets in their genuine layouts")
+    command.set_defaults(run=_cmd_standins)
+
+    for name, help_text in (("svm", "linear SVM on a frozen backbone's global features (Tables 1, 3)"),
+                            ("finetune", "fine-tune PointNeXt-S for classification (Table 2)")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--benchmark", required=True)
+        command.add_argument("--dataset", type=_json_arg, required=True, help="the benchmark's reader spec, as JSON")
+        command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
+        command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
+        command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
+        command.add_argument("--seed", type=int, required=True)
+        command.add_argument("--suite", required=True, choices=["demo", "paper"])
+        command.add_argument("--out", required=True, help="the result record (JSON) to write")
+        command.add_argument("--device", default="auto")
+        command.add_argument("--threads", type=int, default=2)
+        command.set_defaults(run=_cmd_svm if name == "svm" else _cmd_finetune)
+
+    command = commands.add_parser("tables", help="collate result records into the tables and Figure 2")
+    command.add_argument("--results", nargs="+", required=True)
+    command.add_argument("--out", required=True, help="results/tables.csv")
+    command.add_argument("--tables-dir", required=True, help="folder for table1.csv ...")
+    command.add_argument("--figure2", required=True, help="Figure 2 PNG")
+    command.add_argument("--paper-suite", type=_json_arg, required=True,
+                         help='{"pretrain", "image_backbone"} of the paper suite (to count its trainable parameters)')
+    command.set_defaults(run=_cmd_tables)
 
     command = commands.add_parser("check-config", help="validate a config file against the schema")
     command.add_argument("config", nargs="?", default="config.yaml")

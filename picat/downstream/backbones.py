@@ -1,0 +1,41 @@
+"""The backbone a downstream run starts from: a Pic@Point checkpoint or a random init.
+
+Both come back with the same ``picat_metadata`` keys, so protocols treat them alike and
+every result can say where its backbone came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from picat.models.factory import build_point_backbone, load_backbone
+
+
+def pretrained_backbone(checkpoint: Path) -> nn.Module:
+    """The checkpoint's backbone (eval mode), ``picat_metadata`` from the checkpoint."""
+    return load_backbone(checkpoint)
+
+
+def random_backbone(name: str, options: dict[str, Any], seed: int, up_axis: str, normals: bool = False) -> nn.Module:
+    """A randomly initialised backbone (``torch.manual_seed(seed)`` first), eval mode.
+
+    Its metadata mirrors a checkpoint's, with no image backbone and no pre-training.
+    """
+    torch.manual_seed(seed)
+    backbone = build_point_backbone(name, options, normals, up_axis)
+    backbone.picat_metadata = {"backbone": name, "options": dict(options), "normals": normals, "up_axis": up_axis,
+                               "seed": seed, "variant": None, "suite": None, "image_backbone": None,
+                               "trainable_parameters": None}
+    return backbone.eval()
+
+
+def image_weights_label(metadata: dict[str, Any]) -> str | None:
+    """"<image backbone>/<weights>" of a pre-trained backbone (None for a random init)."""
+    image = metadata.get("image_backbone")
+    if not image:
+        return None
+    return f"{image.get('name')}/{image.get('weights')}"

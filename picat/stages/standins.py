@@ -1,0 +1,66 @@
+"""The standins step: the demo suite's held-out benchmark data, written in the real datasets' layouts.
+
+Writing the stand-ins as ModelNet40's PointNet HDF5 files and ScanObjectNN's h5 files means
+the downstream steps read the demo exactly as they read the real datasets (same readers, same
+code path); only the folder differs. Layout under ``out``:
+
+    modelnet40_ply_hdf5_2048/   ply_data_{train,test}0.h5 (data, label, normal), shape_names.txt, *_files.txt
+    h5_files/main_split/        {training,test}_objectdataset.h5 (OBJ_BG) and ..._augmentedrot_scale75.h5 (PB_T50_RS)
+    h5_files/main_split_nobg/   {training,test}_objectdataset.h5 (OBJ_ONLY)
+    h5_files/shape_names.txt    the demo's category names (the real ScanObjectNN has none; its 15 are built in)
+    standins.json               what was generated, with which settings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from picat.datasets import write_modelnet40_h5, write_scanobjectnn
+from picat.standins import SCAN_VARIANTS, clean_objects, scan_objects
+
+# picat's split names -> the files' (ScanObjectNN calls its train split "training").
+SPLITS = ("train", "test")
+
+
+def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr) -> dict[str, Any]:
+    """Generate every stand-in for both splits and write them under ``out``.
+
+    Args:
+        settings: the demo suite's ``standins`` block: train_per_category, test_per_category,
+            n_points, seed.
+
+    Returns:
+        The summary written to ``out/standins.json``.
+    """
+    out = Path(out)
+    summary: dict[str, Any] = {"settings": settings, "datasets": {}}
+    for split in SPLITS:
+        per_category = settings["train_per_category" if split == "train" else "test_per_category"]
+        started = time.time()
+        clean = clean_objects(per_category, settings["n_points"], settings["seed"], split, normals=True)
+        points = np.concatenate([clean.points, clean.normals], axis=2)
+        write_modelnet40_h5(out / "modelnet40_ply_hdf5_2048", split, points, clean.labels, clean.class_names)
+        summary["datasets"][f"modelnet40/{split}"] = {"clouds": int(len(clean.labels)), "seconds": time.time() - started}
+        print(f"[standins] modelnet40 {split}: {len(clean.labels)} clean objects ({time.time() - started:.1f} s)",
+              file=log, flush=True)
+        for variant in SCAN_VARIANTS:
+            started = time.time()
+            scans = scan_objects(variant, per_category, settings["n_points"], settings["seed"], split)
+            write_scanobjectnn(out / "h5_files", variant, split, scans.points, scans.labels, scans.masks,
+                               class_names=scans.class_names)
+            background = float(1.0 - scans.masks.astype(bool).mean()) if scans.masks is not None else 0.0
+            summary["datasets"][f"scanobjectnn_{variant}/{split}"] = {
+                "clouds": int(len(scans.labels)), "background_share": background, "seconds": time.time() - started}
+            print(f"[standins] scanobjectnn {variant} {split}: {len(scans.labels)} scans, "
+                  f"{100 * background:.0f}% background points ({time.time() - started:.1f} s)", file=log, flush=True)
+    tmp = out / ".standins.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    os.replace(tmp, out / "standins.json")
+    return summary

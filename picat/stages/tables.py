@@ -1,0 +1,41 @@
+"""The collation step: every downstream record -> results/tables.csv, tables/table*.csv, Figure 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+import torch
+
+from picat.models.factory import build_point_backbone
+from picat.models.image import ImageBackboneSpec, build_image_backbone
+from picat.pretrain.model import PicAtPoint
+from picat.report.figure2 import plot_figure2
+from picat.report.results import load_results, summarise
+from picat.report.tables import write_tables
+
+
+def paper_configuration_parameters(paper_suite: dict[str, Any]) -> int:
+    """Trainable parameters of Pic@Point's full DGCNN model as the paper suite configures it.
+
+    Built with random weights: the count does not depend on them, and the ImageNet weights
+    need not be present. The frozen 2D backbone is not counted (it is not trained).
+    """
+    pretrain = paper_suite["pretrain"]
+    torch.manual_seed(0)
+    backbone = build_point_backbone("dgcnn", pretrain["dgcnn"], normals=False)
+    image = build_image_backbone(ImageBackboneSpec(name=paper_suite["image_backbone"]["name"], weights="none"))
+    model = PicAtPoint(backbone, image.local_dim, "full", pretrain["latent_dim"], pretrain["pose_dim"])
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figure2: Path, paper_suite: dict[str, Any],
+            log: TextIO = sys.stderr) -> None:
+    """Write the long table, the paper-shaped tables and Figure 2 from ``result_paths``."""
+    write_tables(result_paths, out_long, tables_dir)
+    summary = summarise(load_results(result_paths))
+    parameters = paper_configuration_parameters(paper_suite)
+    plot_figure2(summary, figure2, parameters)
+    print(f"[tables] {len(result_paths)} result records -> {out_long}, {tables_dir}/, {figure2} "
+          f"(paper configuration: {parameters / 1e6:.2f} M trainable pre-training parameters)", file=log, flush=True)

@@ -1,0 +1,28 @@
+# Collation: every downstream record -> results/tables.csv (long form), results/tables/table*.csv
+# (shaped like the paper's) and Figure 2.
+
+
+def downstream_results(suite: str) -> list[str]:
+    return svm_targets(suite) + finetune_targets(suite)
+
+
+rule tables:
+    input:
+        downstream_results(SUITE),
+    output:
+        long="results/tables.csv",
+        tables=directory("results/tables"),
+        figure2="results/figures/figure2.png",
+    log:
+        "results/logs/tables.log",
+    benchmark:
+        "results/benchmarks/tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        paper_suite=as_json({"pretrain": config["paper"]["pretrain"], "image_backbone": config["paper"]["image_backbone"]}),
+    shell:
+        "{PICAT} tables --results {input:q} --out {output.long:q} --tables-dir {output.tables:q} "
+        "--figure2 {output.figure2:q} --paper-suite {params.paper_suite} > {log:q} 2>&1"
