@@ -213,3 +213,23 @@ def test_tables_step_writes_the_long_table_the_tables_and_figure2(datasets, tmp_
     assert set(measured["table"]) == {"table1", "table3"} and set(measured["n_runs"]) == {2}
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["table1.csv", "table3.csv"]
     assert (tmp_path / "figure2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_standins_step_writes_every_benchmark_in_its_genuine_layout(tmp_path):
+    from picat.datasets import read_classification
+    from picat.stages.standins import build_standins
+
+    settings = {"train_per_category": 2, "test_per_category": 1, "n_points": 64, "seed": 0}
+    summary = build_standins(settings, tmp_path, log=io.StringIO())
+    assert json.loads((tmp_path / "standins.json").read_text()) == json.loads(json.dumps(summary))
+    modelnet = read_classification({"format": "modelnet40_h5", "root": str(tmp_path / "modelnet40_ply_hdf5_2048"),
+                                    "normals": True}, "train")
+    assert modelnet.points.shape == (26, 64, 6) and len(modelnet.class_names) == 13
+    np.testing.assert_allclose(np.linalg.norm(modelnet.points[..., 3:], axis=2), 1.0, atol=1e-5)
+    for variant in ("obj_bg", "obj_only", "pb_t50_rs"):
+        test = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": variant}, "test")
+        assert test.points.shape == (13, 64, 3) and test.class_names == modelnet.class_names
+        assert test.labels.tolist() == list(range(13))
+    only = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_only"}, "train")
+    background = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"}, "train")
+    assert (only.masks == 1).all() and (background.masks == 0).any()

@@ -30,8 +30,13 @@ def tiny_config(render_env: Path) -> dict:
     demo["render"].update(resolution=224, threads=2)
     demo["sampling"].update(n_points=256)
     demo["shards"].update(objects_per_shard=4)
-    demo["pretrain"].update(runs={"dgcnn": ["full"]}, seeds=[0], epochs=2, batch_size=3, n_points=128,
-                            latent_dim=16, dgcnn={"k": 4, "emb_dims": 32, "local_centres": 16})
+    demo["pretrain"].update(runs={"dgcnn": ["full"], "pointnext": ["full"]}, seeds=[0], epochs=2, batch_size=3,
+                            n_points=128, latent_dim=16, dgcnn={"k": 4, "emb_dims": 32, "local_centres": 16},
+                            pointnext={"width": 8, "nsample": 8})
+    demo["standins"].update(train_per_category=2, test_per_category=1, n_points=128)
+    demo["downstream"]["svm"].update(benchmarks={"modelnet40": ["full"], "scanobjectnn_obj_bg": ["full"]}, n_points=128)
+    demo["downstream"]["finetune"].update(benchmarks=["scanobjectnn_obj_bg"], seeds=[0], epochs=1, batch_size=4,
+                                          n_points=64)
     return config
 
 
@@ -53,11 +58,14 @@ def planned_jobs(workdir: Path, *args: str, config: str = "config.yaml") -> dict
     return counts
 
 
+TARGETS = ("shards", "pretrain", "results/tables.csv")
+
+
 @pytest.fixture(scope="module")
 def workflow_run(render_env, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(render_env)))
-    result = snakemake(workdir, "shards", "pretrain")
+    result = snakemake(workdir, *TARGETS)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return workdir
 
@@ -99,8 +107,33 @@ def test_pretraining_job_gives_a_loadable_backbone(workflow_run):
     assert (run / "log.csv").read_text().count("\n") == 3
 
 
+def test_tables_collate_every_downstream_run(workflow_run):
+    import pandas as pd
+
+    long = pd.read_csv(workflow_run / "results/tables.csv")
+    measured = long[long["n_runs"].notna()]
+    assert set(measured["table"]) == {"table1", "table2", "table3"} and set(measured["suite"]) == {"demo"}
+    pretrained = measured[measured["init"] == "pic@point"]
+    assert set(pretrained["image_weights"]) == {"efficientnet_lite0/imagenet"}
+    assert set(measured[measured["init"] != "pic@point"]["image_weights"].fillna("")) == {""}
+    # Table 1's Pic@Point DGCNN row carries the paper's figure beside the measured one.
+    row = measured[(measured["table"] == "table1") & (measured["benchmark"] == "modelnet40") & (measured["init"] == "pic@point")]
+    assert row["paper_value"].tolist() == [92.5] and 0 <= row["value"].iloc[0] <= 100
+    assert (long["n_runs"].isna() & long["paper_value"].notna()).any()  # the paper's other methods
+    assert sorted(p.name for p in (workflow_run / "results/tables").iterdir()) == ["table1.csv", "table2.csv", "table3.csv"]
+    assert (workflow_run / "results/figures/figure2.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_complete_run_plans_nothing(workflow_run):
-    assert planned_jobs(workflow_run, "shards", "pretrain") == {}
+    assert planned_jobs(workflow_run, *TARGETS) == {}
+
+
+def test_changing_svm_settings_replans_only_svms_and_collation(workflow_run):
+    config = yaml.safe_load((workflow_run / "config.yaml").read_text())
+    config["demo"]["downstream"]["svm"]["c_grid"] = [0.5, 5.0]
+    (workflow_run / "config-svm.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(workflow_run, *TARGETS, config="config-svm.yaml")
+    assert jobs == {"svm_pretrained": 2, "svm_random": 2, "tables": 1}
 
 
 def changed_config(workdir: Path, section: str, **values) -> str:
@@ -119,7 +152,12 @@ def test_changing_sampling_replans_packing_only(workflow_run):
 
 def test_changing_a_pretraining_setting_replans_pretraining_only(workflow_run):
     jobs = planned_jobs(workflow_run, "pretrain", config=changed_config(workflow_run, "pretrain", temperature=0.2))
-    assert jobs == {"pretrain_run": 1, "pretrain": 1}
+    assert jobs == {"pretrain_run": 2, "pretrain": 1}
+
+
+def test_changing_dgcnn_options_leaves_pointnext_runs_alone(workflow_run):
+    config = changed_config(workflow_run, "pretrain", dgcnn={"k": 5, "emb_dims": 32, "local_centres": 16})
+    assert planned_jobs(workflow_run, "pretrain", config=config) == {"pretrain_run": 1, "pretrain": 1}
 
 
 def test_changing_the_render_engine_replans_renders_and_packing(workflow_run):
@@ -141,7 +179,8 @@ def test_killed_pretraining_job_resumes_when_snakemake_runs_again(workflow_run):
     config = changed_config(workflow_run, "pretrain", epochs=40)
     run_dir = workflow_run / "results/pretrain/demo/dgcnn/full/seed0"
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workflow_run),
-               "--configfile", str(workflow_run / config), "--cores", "2", "--rerun-incomplete", "pretrain"]
+               "--configfile", str(workflow_run / config), "--cores", "2", "--rerun-incomplete",
+               "results/pretrain/demo/dgcnn/full/seed0/checkpoint.pt"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while not (run_dir / "resume.pt").exists() and process.poll() is None and time.time() < deadline:
