@@ -120,7 +120,7 @@ def test_tables_collate_every_downstream_run(workflow_run):
     row = measured[(measured["table"] == "table1") & (measured["benchmark"] == "modelnet40") & (measured["init"] == "pic@point")]
     assert row["paper_value"].tolist() == [92.5] and 0 <= row["value"].iloc[0] <= 100
     assert (long["n_runs"].isna() & long["paper_value"].notna()).any()  # the paper's other methods
-    assert sorted(p.name for p in (workflow_run / "results/tables").iterdir()) == ["table1.csv", "table2.csv", "table3.csv"]
+    assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == ["table1.csv", "table2.csv", "table3.csv"]
     assert (workflow_run / "results/figures/figure2.png").read_bytes()[:4] == b"\x89PNG"
 
 
