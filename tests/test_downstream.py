@@ -233,3 +233,15 @@ def test_standins_step_writes_every_benchmark_in_its_genuine_layout(tmp_path):
     only = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_only"}, "train")
     background = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"}, "train")
     assert (only.masks == 1).all() and (background.masks == 0).any()
+
+
+def test_standin_points_are_stored_in_no_particular_order(tmp_path):
+    """Object and background points are mixed, so "the first N points" is an unbiased subset."""
+    from picat.datasets import read_classification
+    from picat.stages.standins import build_standins
+
+    build_standins({"train_per_category": 2, "test_per_category": 1, "n_points": 128, "seed": 0}, tmp_path, log=io.StringIO())
+    scans = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"}, "train")
+    background = scans.masks == 0
+    share_first_half = background[:, :64].mean()
+    assert abs(share_first_half - background.mean()) < 0.05, (share_first_half, background.mean())

@@ -29,6 +29,20 @@ from picat.standins import SCAN_VARIANTS, clean_objects, scan_variants
 SPLITS = ("train", "test")
 
 
+def _shuffled(seed: int, *arrays: np.ndarray | None) -> list[np.ndarray | None]:
+    """The same random permutation of the points of each cloud applied to every (n, N, ...) array.
+
+    The generator emits a scan's object points before its background; the real files hold
+    points in no meaningful order, and protocols that take "the first N points" (the SVM,
+    fine-tuning's evaluation) must not get a biased subset.
+    """
+    reference = next(a for a in arrays if a is not None)
+    rng = np.random.default_rng(seed)
+    order = np.stack([rng.permutation(reference.shape[1]) for _ in range(reference.shape[0])])
+    rows = np.arange(reference.shape[0])[:, None]
+    return [None if a is None else a[rows, order] for a in arrays]
+
+
 def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr) -> dict[str, Any]:
     """Generate every stand-in for both splits and write them under ``out``.
 
@@ -45,7 +59,7 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
         per_category = settings["train_per_category" if split == "train" else "test_per_category"]
         started = time.time()
         clean = clean_objects(per_category, settings["n_points"], settings["seed"], split)
-        points = np.concatenate([clean.points, clean.normals], axis=2)
+        points, = _shuffled(settings["seed"], np.concatenate([clean.points, clean.normals], axis=2))
         write_modelnet40_h5(out / "modelnet40_ply_hdf5_2048", split, points, clean.labels, clean.class_names)
         summary["datasets"][f"modelnet40/{split}"] = {"clouds": int(len(clean.labels)), "seconds": time.time() - started}
         print(f"[standins] modelnet40 {split}: {len(clean.labels)} clean objects ({time.time() - started:.1f} s)",
@@ -54,7 +68,8 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
         # One scan of each object serves all three variants (the scan is the costly part).
         all_scans = scan_variants(SCAN_VARIANTS, per_category, settings["n_points"], settings["seed"], split)
         for variant, scans in all_scans.items():
-            write_scanobjectnn(out / "h5_files", variant, split, scans.points, scans.labels, scans.masks,
+            points, masks = _shuffled(settings["seed"], scans.points, scans.masks)
+            write_scanobjectnn(out / "h5_files", variant, split, points, scans.labels, masks,
                                class_names=scans.class_names)
             background = float(1.0 - scans.masks.astype(bool).mean()) if scans.masks is not None else 0.0
             summary["datasets"][f"scanobjectnn_{variant}/{split}"] = {"clouds": int(len(scans.labels)),
