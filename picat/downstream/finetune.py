@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from picat.downstream.settings import settings_from_block
 from picat.models.pointnext import PointNeXtClassifier
 
 UP_AXES = {"x": 0, "y": 1, "z": 2}
@@ -46,13 +47,8 @@ class FinetuneSettings:
 
     @classmethod
     def of(cls, block: dict[str, Any]) -> "FinetuneSettings":
-        unknown = sorted(set(block) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"downstream.finetune: unknown setting(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
-        values = dict(block)
-        if "scale_range" in values:
-            values["scale_range"] = tuple(float(s) for s in values["scale_range"])
-        settings = cls(**values)
+        """From the config's ``downstream.finetune`` block (minus the run selection keys)."""
+        settings = settings_from_block(cls, block, "downstream.finetune")
         if settings.selection not in ("last", "val"):
             raise ValueError(f"downstream.finetune.selection must be 'last' or 'val', got {settings.selection!r}")
         return settings

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 from tqdm import tqdm
+
+from picat.downstream.settings import settings_from_block
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,8 @@ class SvmSettings:
 
     @classmethod
     def of(cls, block: dict[str, Any]) -> "SvmSettings":
-        unknown = sorted(set(block) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"downstream.svm: unknown setting(s) {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
-        values = dict(block)
-        if "c_grid" in values:
-            values["c_grid"] = tuple(float(c) for c in values["c_grid"])
-        return cls(**values)
+        """From the config's ``downstream.svm`` block (minus the run selection keys)."""
+        return settings_from_block(cls, block, "downstream.svm")
 
 
 @torch.no_grad()

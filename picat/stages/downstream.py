@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 
 from picat.datasets import read_classification
