@@ -165,6 +165,20 @@ def test_changing_the_render_engine_replans_renders_and_packing(workflow_run):
     assert jobs.get("render") == 2 and jobs.get("pack") == 2 and "corpus" not in jobs
 
 
+def test_missing_real_dataset_stops_the_paper_suite_before_any_job(tmp_path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["suite"] = "paper"
+    (tmp_path / "meshes").mkdir()
+    config["paper"]["corpus"].update(kind="mesh_folder", root=str(tmp_path / "meshes"))
+    config["paper"]["downstream"]["datasets"]["modelnet40"]["root"] = str(tmp_path / "no_such_modelnet")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "results/tables.csv")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in output
+    assert "paper.downstream.datasets.modelnet40.root" in output and "no_such_modelnet" in output
+    assert "modelnet40_ply_hdf5_2048" in output
+
+
 def test_invalid_config_stops_before_any_job(workflow_run):
     result = snakemake(workflow_run, "-n", "--config", "suite=everything")
     assert result.returncode != 0

@@ -45,15 +45,22 @@ def finetune_targets(suite: str) -> list[str]:
                   suite=suite, benchmark=finetune["benchmarks"], source=["scratch", "full"], seed=finetune["seeds"])
 
 
-# A missing real dataset stops the run before any job starts, naming the path and the layout.
+DATASET_SOURCES = {
+    "modelnet40": "ModelNet40 as the PointNet authors' modelnet40_ply_hdf5_2048 (or modelnet40_normal_resampled, "
+                  "or the Princeton OFF meshes)",
+    "scanobjectnn": "ScanObjectNN's h5_files folder, from its authors after agreeing to their terms of use",
+}
+
+
+# A missing real dataset stops the run before any job starts, naming the path and the source.
 if "standins" not in SETTINGS:
     _used = set(SETTINGS["downstream"]["svm"]["benchmarks"]) | set(SETTINGS["downstream"]["finetune"]["benchmarks"])
     for _benchmark in sorted(_used):
         _root = Path(SETTINGS["downstream"]["datasets"][_benchmark]["root"])
         if not _root.is_dir():
             raise WorkflowError(
-                f"config key '{SUITE}.downstream.datasets.{_benchmark}.root': the folder {str(_root)!r} does not exist "
-                f"(expected layouts and where to get the datasets: README, 'Real data')"
+                f"config key '{SUITE}.downstream.datasets.{_benchmark}.root': the folder {str(_root)!r} does not exist; "
+                f"expected {DATASET_SOURCES[_benchmark.split('_')[0]]} (layouts: README, 'Real data')"
             )
 
 
