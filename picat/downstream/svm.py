@@ -31,7 +31,7 @@ class SvmSettings:
     """The SVM protocol's settings (the config's ``downstream.svm`` block)."""
 
     n_points: int = 1024
-    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     folds: int = 5
     standardize: bool = False  # the peers fit on raw features
     batch_size: int = 32
