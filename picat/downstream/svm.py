@@ -5,6 +5,12 @@ gradients gives one global feature per cloud (the first ``n_points`` points, as 
 take them), ``sklearn.svm.SVC(kernel="linear")`` is fitted on the training features, with
 C chosen by stratified k-fold cross-validation on the TRAINING features only, and scored
 once on the test features. Nothing is selected on the test split.
+
+By default the features are standardised (a StandardScaler fitted inside each CV fold):
+raw features of a random-init and of a pre-trained backbone differ in scale by orders of
+magnitude, so on raw features a fixed C grid favours one of them (in the demo, random-init
+features picked the grid's largest C, whichever it was). ``standardize: false`` gives the
+peers' raw-feature protocol.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ class SvmSettings:
     """The SVM protocol's settings (the config's ``downstream.svm`` block)."""
 
     n_points: int = 1024
-    c_grid: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    c_grid: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)
     folds: int = 5
-    standardize: bool = False  # the peers fit on raw features
+    standardize: bool = True  # scale-free C choice; the peers fit raw features (set False)
     batch_size: int = 32
 
     @classmethod
