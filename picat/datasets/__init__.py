@@ -25,11 +25,18 @@ from picat.datasets.scanobjectnn import (
     read_scanobjectnn,
     write_scanobjectnn,
 )
+from picat.datasets.shapenetpart import (
+    CATEGORY_PARTS,
+    PartSegmentationSet,
+    read_shapenetpart_h5,
+    read_shapenetpart_txt,
+)
 
 __all__ = [
     "DatasetError", "PointCloudSet", "FORMATS", "read_classification",
     "read_modelnet40_h5", "read_modelnet40_resampled", "read_modelnet40_off", "write_modelnet40_h5",
     "SCANOBJECTNN_CLASSES", "VARIANT_FILES", "read_scanobjectnn", "write_scanobjectnn",
+    "CATEGORY_PARTS", "PartSegmentationSet", "read_shapenetpart_h5", "read_shapenetpart_txt",
 ]
 
 FORMATS = ("modelnet40_h5", "modelnet40_resampled", "modelnet40_off", "scanobjectnn")
