@@ -25,6 +25,7 @@ from picat.datasets.scanobjectnn import (
     read_scanobjectnn,
     write_scanobjectnn,
 )
+from picat.datasets.s3dis import S3DIS_CLASSES, Room, convert_room, converted_rooms, raw_rooms, read_room, write_room
 from picat.datasets.shapenetpart import (
     CATEGORY_PARTS,
     PartSegmentationSet,
@@ -37,6 +38,7 @@ __all__ = [
     "read_modelnet40_h5", "read_modelnet40_resampled", "read_modelnet40_off", "write_modelnet40_h5",
     "SCANOBJECTNN_CLASSES", "VARIANT_FILES", "read_scanobjectnn", "write_scanobjectnn",
     "CATEGORY_PARTS", "PartSegmentationSet", "read_shapenetpart_h5", "read_shapenetpart_txt",
+    "S3DIS_CLASSES", "Room", "convert_room", "converted_rooms", "raw_rooms", "read_room", "write_room",
 ]
 
 FORMATS = ("modelnet40_h5", "modelnet40_resampled", "modelnet40_off", "scanobjectnn")
