@@ -251,26 +251,24 @@ def test_modelnet40_resampled_reads_the_genuine_layout(tmp_path):
     np.testing.assert_array_equal(xyz.points[0], values["car_0003"][:, :3].astype(np.float32))
 
 
+# case -> (0-based line edited, its new text, the error expected)
+LINE_EDITS = {
+    "bad line": (2, "0.1,0.2,oops,0,0,1", "line 3: not a number"),
+    "wrong columns": (1, "0.1,0.2,0.3", "line 2: expected 6 comma-separated values x,y,z,nx,ny,nz, got 3"),
+    "blank line": (0, "", "line 1: expected 6"),
+    "non-finite": (3, "nan,0,0,0,0,1", "line 4: non-finite"),
+}
+
+
 def resampled_case(root: Path, case: str) -> tuple[str, str]:
     resampled_tree(root)
     shape = root / "airplane" / "airplane_0002.txt"
     lines = shape.read_text().splitlines()
-    if case == "bad line":
-        lines[2] = "0.1,0.2,oops,0,0,1"
+    if case in LINE_EDITS:
+        index, text, message = LINE_EDITS[case]
+        lines[index] = text
         shape.write_text("\n".join(lines) + "\n")
-        return str(shape), "line 3: not a number"
-    if case == "wrong columns":
-        lines[1] = "0.1,0.2,0.3"
-        shape.write_text("\n".join(lines) + "\n")
-        return str(shape), "line 2: expected 6 comma-separated values x,y,z,nx,ny,nz, got 3"
-    if case == "blank line":
-        lines[0] = ""
-        shape.write_text("\n".join(lines) + "\n")
-        return str(shape), "line 1: expected 6"
-    if case == "non-finite":
-        lines[3] = "nan,0,0,0,0,1"
-        shape.write_text("\n".join(lines) + "\n")
-        return str(shape), "line 4: non-finite"
+        return str(shape), message
     if case == "too few lines":
         shape.write_text("\n".join(lines[:3]) + "\n")
         return str(shape), "has only 3 lines, fewer than the n_points=4"

@@ -24,9 +24,7 @@ from tqdm import tqdm
 
 from picat.downstream.settings import settings_from_block
 from picat.models.pointnext import PointNeXtClassifier
-
-UP_AXES = {"x": 0, "y": 1, "z": 2}
-
+from picat.pretrain.correspondence import rotations_about_up
 
 @dataclass(frozen=True)
 class FinetuneSettings:
@@ -68,11 +66,7 @@ def augment(points: Tensor, settings: FinetuneSettings, up_axis: str, generator:
     scale = low + (high - low) * torch.rand(batch, 1, 3, generator=generator)
     points = points * scale.to(points)
     if settings.rotate_up:
-        angle = 2 * math.pi * torch.rand(batch, generator=generator)
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        a, b = [axis for axis in range(3) if axis != UP_AXES[up_axis]]
-        rotation = torch.eye(3).repeat(batch, 1, 1)
-        rotation[:, a, a], rotation[:, a, b], rotation[:, b, a], rotation[:, b, b] = cos, -sin, sin, cos
+        rotation = rotations_about_up(2 * math.pi * torch.rand(batch, generator=generator), up_axis)
         points = torch.einsum("bij,bnj->bni", rotation.to(points), points)
     return points
 

@@ -11,17 +11,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from picat.report.results import BENCHMARKS, INITS, validate_record
+from picat.report.results import validate_record
 
 
 def make_record(*, protocol: str, benchmark: str, backbone: str, variant: str | None, init: str, seed: int,
                 value: float, suite: str, image_backbone: str | None, trainable_pretrain_params: int | None,
                 checkpoint: str | None, details: dict[str, Any], metric: str = "overall_accuracy") -> dict[str, Any]:
-    """A result record (the format ``picat.report.results.load_results`` reads); value in percent."""
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; valid: {', '.join(BENCHMARKS)}")
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
+    """A result record (the format ``picat.report.results.load_results`` reads); value in percent.
+
+    Checked by :func:`write_record` with the collation's own validation.
+    """
     return {"protocol": protocol, "benchmark": benchmark, "backbone": backbone, "variant": variant, "init": init,
             "seed": int(seed), "metric": metric, "value": float(value), "suite": suite,
             "image_backbone": image_backbone, "trainable_pretrain_params": trainable_pretrain_params,

@@ -44,6 +44,18 @@ def project_to_cells(centres: Tensor, view: Tensor, proj: Tensor, grid: int = 7)
     return cells, valid
 
 
+def rotations_about_up(angle: Tensor, up_axis: str) -> Tensor:
+    """(B, 3, 3) rotations by ``angle`` (B,) radians about ``up_axis``, in ``angle``'s dtype."""
+    if up_axis not in UP_AXES:
+        raise ValueError(f"up_axis must be one of {sorted(UP_AXES)}, got {up_axis!r}")
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    a, b = [axis for axis in range(3) if axis != UP_AXES[up_axis]]
+    rotation = torch.eye(3, dtype=angle.dtype, device=angle.device).repeat(len(angle), 1, 1)
+    rotation[:, a, a], rotation[:, a, b] = cos, -sin
+    rotation[:, b, a], rotation[:, b, b] = sin, cos
+    return rotation
+
+
 def random_rotations(batch: int, mode: str, up_axis: str = "y", generator: torch.Generator | None = None,
                      dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
     """Random rotation matrices for augmentation.
@@ -58,15 +70,8 @@ def random_rotations(batch: int, mode: str, up_axis: str = "y", generator: torch
     if mode == "none":
         return torch.eye(3, dtype=dtype, device=device).expand(batch, 3, 3).clone()
     if mode == "up":
-        if up_axis not in UP_AXES:
-            raise ValueError(f"up_axis must be one of {sorted(UP_AXES)}, got {up_axis!r}")
         angle = torch.rand(batch, generator=generator, dtype=torch.float64) * 2 * math.pi
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        a, b = [axis for axis in range(3) if axis != UP_AXES[up_axis]]
-        rotation = torch.eye(3, dtype=torch.float64).repeat(batch, 1, 1)
-        rotation[:, a, a], rotation[:, a, b] = cos, -sin
-        rotation[:, b, a], rotation[:, b, b] = sin, cos
-        return rotation.to(dtype=dtype, device=device)
+        return rotations_about_up(angle, up_axis).to(dtype=dtype, device=device)
     if mode == "so3":
         q = torch.randn(batch, 4, generator=generator, dtype=torch.float64)
         w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)

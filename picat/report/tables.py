@@ -303,7 +303,12 @@ def write_tables(result_paths: Iterable[str | Path], out_long: Path, out_dir: Pa
     paths = list(result_paths)
     if not paths:
         raise ValueError("no result files to collate")
-    long = build_long_table(summarise(load_results(paths)), load_paper_tables())
+    write_summary_tables(summarise(load_results(paths)), out_long, out_dir)
+
+
+def write_summary_tables(summary: pd.DataFrame, out_long: Path, out_dir: Path) -> None:
+    """:func:`write_tables` for results already loaded and summarised (``summarise``'s output)."""
+    long = build_long_table(summary, load_paper_tables())
     wide = build_wide_tables(long)
     _write_csv(long, Path(out_long))
     out_dir = Path(out_dir)

@@ -22,15 +22,15 @@ from picat.models.pointnext import PointNeXtClassifier, PointNeXtEncoder
 from picat.pretrain.engine import pick_device
 
 
-def _backbone(checkpoint: Path | None, random_spec: dict[str, Any] | None, seed: int):
-    """(backbone, init, variant, pre-training metadata or None)."""
+def _backbone(checkpoint: Path | None, random_spec: dict[str, Any] | None, seed: int, baseline: str):
+    """(backbone, init, variant, pre-training metadata or None); a random init is called ``baseline``."""
     if (checkpoint is None) == (random_spec is None):
         raise ValueError("give exactly one of a checkpoint and a random-init spec")
     if checkpoint is not None:
         backbone = pretrained_backbone(Path(checkpoint))
         return backbone, "pic@point", backbone.picat_metadata["variant"], backbone.picat_metadata
     backbone = random_backbone(random_spec["backbone"], random_spec["options"], seed, random_spec["up_axis"])
-    return backbone, None, None, None
+    return backbone, baseline, None, None
 
 
 def _trainable(metadata: dict[str, Any] | None) -> int | None:
@@ -48,8 +48,7 @@ def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], o
         seed: the pre-training seed (checkpoint) or the random init's seed.
     """
     svm = SvmSettings.of(settings)
-    backbone, init, variant, metadata = _backbone(checkpoint, random_spec, seed)
-    init = init or "random"
+    backbone, init, variant, metadata = _backbone(checkpoint, random_spec, seed, baseline="random")
     train, test = read_classification(dataset, "train"), read_classification(dataset, "test")
     if train.class_names != test.class_names:
         raise ValueError(f"{benchmark}: train and test splits name different classes")
@@ -79,8 +78,7 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
                  log: TextIO = sys.stderr) -> dict[str, Any]:
     """Fine-tune a PointNeXt-S classifier on ``dataset``; writes and returns the record."""
     finetune_settings = FinetuneSettings.of(settings)
-    encoder, init, variant, metadata = _backbone(checkpoint, random_spec, seed)
-    init = init or "scratch"
+    encoder, init, variant, metadata = _backbone(checkpoint, random_spec, seed, baseline="scratch")
     if not isinstance(encoder, PointNeXtEncoder):
         raise ValueError(f"fine-tuning needs a PointNeXt encoder, got {encoder.picat_metadata['backbone']}")
     if encoder.config.use_normals:

@@ -13,7 +13,7 @@ from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.model import PicAtPoint
 from picat.report.figure2 import plot_figure2
 from picat.report.results import load_results, summarise
-from picat.report.tables import write_tables
+from picat.report.tables import write_summary_tables
 
 
 def paper_configuration_parameters(paper_suite: dict[str, Any]) -> int:
@@ -33,8 +33,10 @@ def paper_configuration_parameters(paper_suite: dict[str, Any]) -> int:
 def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figure2: Path, paper_suite: dict[str, Any],
             log: TextIO = sys.stderr) -> None:
     """Write the long table, the paper-shaped tables and Figure 2 from ``result_paths``."""
-    write_tables(result_paths, out_long, tables_dir)
+    if not result_paths:
+        raise ValueError("no result files to collate")
     summary = summarise(load_results(result_paths))
+    write_summary_tables(summary, out_long, tables_dir)
     parameters = paper_configuration_parameters(paper_suite)
     plot_figure2(summary, figure2, parameters)
     print(f"[tables] {len(result_paths)} result records -> {out_long}, {tables_dir}/, {figure2} "
