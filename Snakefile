@@ -16,6 +16,7 @@ include: "workflow/rules/render_env.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/downstream.smk"
+include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -142,6 +142,50 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
                  device=args.device, **_backbone_source(args))
 
 
+def _cmd_seg_standins(args: argparse.Namespace) -> None:
+    from picat.seg_standins import build_seg_standins
+
+    build_seg_standins(Path(args.out), args.settings)
+
+
+def _cmd_s3dis_convert(args: argparse.Namespace) -> None:
+    from picat.stages.segmentation import convert_s3dis
+
+    convert_s3dis(Path(args.raw), Path(args.out))
+
+
+def _cmd_partseg(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.segmentation import run_partseg
+
+    torch.set_num_threads(args.threads)
+    run_partseg(args.dataset, args.settings, Path(args.out), args.suite, args.seed, device=args.device,
+                **_backbone_source(args))
+
+
+def _cmd_semseg(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.segmentation import run_semseg
+
+    torch.set_num_threads(args.threads)
+    run_semseg(Path(args.rooms), args.settings, Path(args.out), args.suite, args.seed, device=args.device,
+               **_backbone_source(args))
+
+
+def _cmd_figure4(args: argparse.Namespace) -> None:
+    from picat.report import atomic_output
+    from picat.report.figure4 import plot_figure4
+
+    features = [Path(path) for path in args.features] if args.features else None
+    summary = plot_figure4(Path(args.checkpoint), [Path(path) for path in args.shards], features, Path(args.out),
+                           n_objects=args.n_objects, seed=args.seed, device=args.device)
+    if args.summary:
+        with atomic_output(Path(args.summary)) as path:
+            path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+
 def _cmd_tables(args: argparse.Namespace) -> None:
     from picat.stages.tables import collate
 
@@ -245,6 +289,44 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--device", default="auto")
         command.add_argument("--threads", type=int, default=2)
         command.set_defaults(run=_cmd_svm if name == "svm" else _cmd_finetune)
+
+    command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")
+    command.add_argument("--settings", type=_json_arg, required=True, help="the demo suite's seg_standins block, as JSON")
+    command.add_argument("--out", required=True, help="folder receiving ShapeNetPart's and S3DIS's genuine layouts")
+    command.set_defaults(run=_cmd_seg_standins)
+
+    command = commands.add_parser("s3dis-convert", help="convert raw S3DIS rooms into Area_<k>_<room>.npy arrays")
+    command.add_argument("--raw", required=True, help="Stanford3dDataset_v1.2_Aligned_Version folder")
+    command.add_argument("--out", required=True, help="folder to write (replaced atomically)")
+    command.set_defaults(run=_cmd_s3dis_convert)
+
+    for name, help_text in (("partseg", "DGCNN part segmentation on ShapeNetPart (Table 4)"),
+                            ("semseg", "PointNeXt-S scene segmentation on S3DIS (Table 5)")):
+        command = commands.add_parser(name, help=help_text)
+        if name == "partseg":
+            command.add_argument("--dataset", type=_json_arg, required=True, help="ShapeNetPart's reader spec, as JSON")
+        else:
+            command.add_argument("--rooms", required=True, help="folder of converted Area_<k>_<room>.npy rooms")
+        command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
+        command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
+        command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
+        command.add_argument("--seed", type=int, required=True)
+        command.add_argument("--suite", required=True, choices=["demo", "paper"])
+        command.add_argument("--out", required=True, help="the result records (JSON list) to write")
+        command.add_argument("--device", default="auto")
+        command.add_argument("--threads", type=int, default=2)
+        command.set_defaults(run=_cmd_partseg if name == "partseg" else _cmd_semseg)
+
+    command = commands.add_parser("figure4", help="Figure 4: local 2D-3D correspondence heatmaps of a checkpoint")
+    command.add_argument("--checkpoint", required=True, help="a Pic@Point checkpoint.pt (a variant with the local loss)")
+    command.add_argument("--shards", nargs="+", required=True)
+    command.add_argument("--features", nargs="*", help="the shards' encode caches (omit to encode on the fly)")
+    command.add_argument("--n-objects", type=int, default=3)
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--out", required=True, help="PNG to write")
+    command.add_argument("--summary", help="JSON file for the similarity ranks of the exemplar points")
+    command.add_argument("--device", default="cpu")
+    command.set_defaults(run=_cmd_figure4)
 
     command = commands.add_parser("tables", help="collate result records into the tables and Figure 2")
     command.add_argument("--results", nargs="+", required=True)

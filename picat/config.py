@@ -44,7 +44,34 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                 f"invalid config key '{suite}.render.fov_deg': {render['fov_deg']} does not show the whole unit "
                 f"sphere from camera_distance {render['camera_distance']} (needs at least {needed:.1f})"
             )
+        _check_runs_exist(config[suite], suite)
     return config
+
+
+# Which pre-training backbone each checkpoint-consuming block starts from.
+_CONSUMERS = {"partseg": "dgcnn", "semseg": "pointnext"}
+
+
+def _check_runs_exist(settings: dict[str, Any], suite: str) -> None:
+    """Segmentation runs and Figure 4 start from checkpoints that the pretrain block must produce."""
+    runs, seeds = settings["pretrain"]["runs"], settings["pretrain"]["seeds"]
+    for block, backbone in _CONSUMERS.items():
+        wanted = settings["downstream"][block]
+        for variant in wanted["variants"]:
+            if variant not in runs.get(backbone, []):
+                raise ConfigError(f"invalid config key '{suite}.downstream.{block}.variants': {variant!r} is not "
+                                  f"pre-trained for {backbone} ({suite}.pretrain.runs.{backbone}: "
+                                  f"{runs.get(backbone, [])})")
+        if wanted["variants"]:
+            missing = sorted(set(wanted["seeds"]) - set(seeds))
+            if missing:
+                raise ConfigError(f"invalid config key '{suite}.downstream.{block}.seeds': seeds {missing} start from "
+                                  f"pre-training seeds that {suite}.pretrain.seeds ({seeds}) does not have")
+    figure = settings["figure4"]
+    for backbone in figure["backbones"]:
+        if figure["variant"] not in runs.get(backbone, []) or figure["seed"] not in seeds:
+            raise ConfigError(f"invalid config key '{suite}.figure4': {backbone} {figure['variant']} seed "
+                              f"{figure['seed']} is not one of the pre-training runs ({suite}.pretrain)")
 
 
 def suite_settings(config: dict[str, Any]) -> dict[str, Any]:

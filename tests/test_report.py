@@ -82,19 +82,25 @@ def test_paper_tables_known_cells() -> None:
 
 def test_paper_tables_row_counts_and_keys() -> None:
     paper = load_paper_tables()
-    # Table 1: 12 methods x 2 benchmarks minus 5 "-" cells; Table 2: 19 methods x 3 minus 12 "-".
-    assert paper.groupby("table").size().to_dict() == {"table1": 19, "table2": 45, "table3": 5}
-    assert not paper.duplicated(["table", "benchmark", "method"]).any()
-    assert set(paper["metric"]) == {"overall_accuracy"}
-    assert paper["paper_value"].between(50, 100).all()
+    # Table 1: 12 methods x 2 benchmarks minus 5 "-" cells; Table 2: 19 methods x 3 minus 12 "-";
+    # Table 4: 12 methods x 2 metrics minus 3 "-"; Table 5: 9 methods x 2 metrics minus 3 "-".
+    assert paper.groupby("table").size().to_dict() == {"table1": 19, "table2": 45, "table3": 5, "table4": 21,
+                                                       "table5": 15}
+    assert not paper.duplicated(["table", "benchmark", "method", "metric"]).any()
+    classification = paper[paper["table"].isin(["table1", "table2", "table3"])]
+    assert set(classification["metric"]) == {"overall_accuracy"}
+    assert classification["paper_value"].between(50, 100).all()
+    assert paper["paper_value"].between(40, 100).all()  # Table 5's PointNet mIoU is 41.1
     assert set(paper[paper["table"] == "table1"]["benchmark"]) == {"modelnet40", "scanobjectnn_obj_bg"}
     # Every Table 2 row states its parameters; no other table does.
     assert paper[paper["table"] == "table2"]["params_m"].notna().all()
     assert paper[paper["table"] != "table2"]["params_m"].isna().all()
     # The rows picat reproduces are unique on the match key.
     own = paper[paper["method"].map(is_paper_own_row)]
-    assert not own.duplicated(["table", "benchmark", "backbone", "variant", "init"]).any()
-    assert len(own) == 3 + 6 + 5
+    assert not own.duplicated(["table", "benchmark", "backbone", "variant", "init", "metric"]).any()
+    # Tables 1-3 as before; Table 4: Pic@Point x 2 metrics; Table 5: (reproduce) and Pic@Point x 2.
+    assert own.groupby("table").size().to_dict() == {"table1": 3, "table2": 6, "table3": 5, "table4": 2,
+                                                     "table5": 4}
 
 
 # --- results and summaries ----------------------------------------------------------------

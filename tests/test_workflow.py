@@ -3,6 +3,7 @@ renders -> HDF5 shards, then incremental reruns read from Snakemake's dry-run pl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -37,6 +38,13 @@ def tiny_config(render_env: Path) -> dict:
     demo["downstream"]["svm"].update(benchmarks={"modelnet40": ["full"], "scanobjectnn_obj_bg": ["full"]}, n_points=128)
     demo["downstream"]["finetune"].update(benchmarks=["scanobjectnn_obj_bg"], seeds=[0], epochs=1, batch_size=4,
                                           n_points=64)
+    demo["seg_standins"].update(part={"train_per_category": 2, "test_per_category": 1, "n_points": 64,
+                                      "categories": ["chair", "mug"]},
+                                rooms={"areas": [1, 5], "rooms_per_area": 1, "points_per_m2": 10})
+    demo["downstream"]["partseg"].update(seeds=[0], epochs=1, batch_size=2, n_points=48, k=4)
+    demo["downstream"]["semseg"].update(seeds=[0], epochs=1, batch_size=2, voxel_size=0.25, max_points=256,
+                                        crops_per_room=2)
+    demo["figure4"].update(n_objects=2)
     return config
 
 
@@ -112,7 +120,7 @@ def test_tables_collate_every_downstream_run(workflow_run):
 
     long = pd.read_csv(workflow_run / "results/tables.csv")
     measured = long[long["n_runs"].notna()]
-    assert set(measured["table"]) == {"table1", "table2", "table3"} and set(measured["suite"]) == {"demo"}
+    assert set(measured["table"]) == {"table1", "table2", "table3", "table4", "table5"} and set(measured["suite"]) == {"demo"}
     pretrained = measured[measured["init"] == "pic@point"]
     assert set(pretrained["image_weights"]) == {"efficientnet_lite0/imagenet"}
     assert set(measured[measured["init"] != "pic@point"]["image_weights"].fillna("")) == {""}
@@ -120,8 +128,29 @@ def test_tables_collate_every_downstream_run(workflow_run):
     row = measured[(measured["table"] == "table1") & (measured["benchmark"] == "modelnet40") & (measured["init"] == "pic@point")]
     assert row["paper_value"].tolist() == [92.5] and 0 <= row["value"].iloc[0] <= 100
     assert (long["n_runs"].isna() & long["paper_value"].notna()).any()  # the paper's other methods
-    assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == ["table1.csv", "table2.csv", "table3.csv"]
+    assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == [f"table{i}.csv" for i in range(1, 6)]
     assert (workflow_run / "results/figures/figure2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_segmentation_tables_and_figure4(workflow_run):
+    import pandas as pd
+
+    table4 = pd.read_csv(workflow_run / "results/tables/table4.csv")
+    table5 = pd.read_csv(workflow_run / "results/tables/table5.csv")
+    for table, metric in ((table4, "ins. mIoU (%)"), (table5, "mIoU (%)")):
+        measured = table[table["suite"].notna()]
+        assert len(measured) == 2 and measured[metric].between(0, 100).all()
+        assert (measured[f"{metric}_n"] == 1).all()
+    # Both segmentation protocols scored every test point / shape of the stand-ins.
+    record = json.loads(next((workflow_run / "results/downstream/demo/semseg").rglob("seed0.json")).read_text())
+    assert [r["metric"] for r in record] == ["miou", "macc", "overall_accuracy"]
+    assert record[0]["details"]["test"]["n_rooms"] == 1
+    for backbone in ("dgcnn", "pointnext"):
+        png = workflow_run / f"results/figures/figure4_{backbone}.png"
+        assert png.stat().st_size > 10_000
+        summary = json.loads((workflow_run / f"results/figures/figure4_{backbone}.json").read_text())
+        ranks = [e["rank"] for obj in summary["objects"] for e in obj["exemplars"]]
+        assert len(ranks) == 4 and all(1 <= r <= 49 for r in ranks)
 
 
 def test_complete_run_plans_nothing(workflow_run):

@@ -39,3 +39,24 @@ def image_weights_label(metadata: dict[str, Any]) -> str | None:
     if not image:
         return None
     return f"{image.get('name')}/{image.get('weights')}"
+
+
+def backbone_source(checkpoint: Path | None, random_spec: dict[str, Any] | None, seed: int,
+                    baseline: str) -> tuple[nn.Module, str, str | None, dict[str, Any] | None]:
+    """(backbone, init, variant, pre-training metadata or None) of a downstream run.
+
+    Exactly one of ``checkpoint`` (init "pic@point") and ``random_spec`` ({"backbone",
+    "options", "up_axis"}: a random init seeded with ``seed``, called ``baseline``) is given.
+    """
+    if (checkpoint is None) == (random_spec is None):
+        raise ValueError("give exactly one of a checkpoint and a random-init spec")
+    if checkpoint is not None:
+        backbone = pretrained_backbone(Path(checkpoint))
+        return backbone, "pic@point", backbone.picat_metadata["variant"], backbone.picat_metadata
+    backbone = random_backbone(random_spec["backbone"], random_spec["options"], seed, random_spec["up_axis"])
+    return backbone, baseline, None, None
+
+
+def trainable_pretrain_params(metadata: dict[str, Any] | None) -> int | None:
+    """Trainable parameters of the pre-training model a backbone came from (None for a random init)."""
+    return None if metadata is None else (metadata.get("trainable_parameters") or {}).get("total")

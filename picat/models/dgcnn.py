@@ -30,6 +30,8 @@ Measured with ``benchmarks/dgcnn_edgeconv.py`` (see its docstring for the figure
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -229,7 +231,7 @@ class DGCNN(nn.Module):
         self.global_dim = 2 * cfg.emb_dims
         self.local_dim = cfg.emb_dims
 
-    def _check_points(self, points: Tensor) -> None:
+    def _check_points(self, points: Tensor, check_centres: bool = True) -> None:
         cfg = self.config
         if points.dim() != 3 or points.shape[-1] != cfg.in_channels:
             raise ValueError(f"points must have shape (B, N, {cfg.in_channels}), got {tuple(points.shape)}")
@@ -239,11 +241,12 @@ class DGCNN(nn.Module):
             raise ValueError(f"points must hold at least one cloud, got shape {tuple(points.shape)}")
         if cfg.k >= points.shape[1]:
             raise ValueError(f"k={cfg.k} needs more than k points per cloud, got N={points.shape[1]}")
-        if cfg.local_centres is not None and cfg.local_centres > points.shape[1]:
+        if check_centres and cfg.local_centres is not None and cfg.local_centres > points.shape[1]:
             raise ValueError(f"local_centres={cfg.local_centres} exceeds the N={points.shape[1]} points per cloud")
 
-    def _point_features(self, points: Tensor) -> Tensor:
-        """(B, N, C_in) -> (B, N, emb_dims) per-point top-level features (channels last)."""
+    def _edge_and_embedded(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, N, C_in) -> (B, N, sum(edge_channels)) concatenated EdgeConv outputs and
+        (B, N, emb_dims) per-point top-level features (channels last)."""
         batch, n_points, _ = points.shape
         x = points
         outputs = []
@@ -251,12 +254,43 @@ class DGCNN(nn.Module):
             # Dynamic graph: neighbours in the current feature space, as in the official code.
             x = layer(x, _knn(x, self.config.k))
             outputs.append(x)
-        stacked = torch.cat(outputs, dim=-1).view(batch * n_points, -1)
+        edge = torch.cat(outputs, dim=-1)
+        stacked = edge.view(batch * n_points, -1)
         # The 1x1 Conv1d as one matmul over the B*N rows; BatchNorm1d of a (rows, C) input has
         # the same statistics (over batch and points) as of the textbook (B, C, N) layout.
         embedded = F.linear(stacked, self.embed_conv.weight.squeeze(-1))
         embedded = F.leaky_relu(self.embed_bn(embedded), NEGATIVE_SLOPE)
-        return embedded.view(batch, n_points, self.config.emb_dims)
+        return edge, embedded.view(batch, n_points, self.config.emb_dims)
+
+    def _point_features(self, points: Tensor) -> Tensor:
+        """(B, N, C_in) -> (B, N, emb_dims) per-point top-level features (channels last)."""
+        return self._edge_and_embedded(points)[1]
+
+    def point_features(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-point features of every level, without pooling (for dense prediction).
+
+        Args:
+            points: (B, N, C_in) point clouds, xyz in the first 3 channels; N > k.
+
+        Returns:
+            edge: (B, N, sum(edge_channels)) the concatenated EdgeConv outputs.
+            embedded: (B, N, emb_dims) the embedding conv's output, whose pooling is
+                :meth:`forward`'s global feature.
+        """
+        self._check_points(points, check_centres=False)
+        return self._edge_and_embedded(points)
+
+    def with_k(self, k: int) -> DGCNN:
+        """A copy of this model (same weights, buffers and train/eval mode) using k neighbours.
+
+        k is a graph hyper-parameter, not a weight, so a backbone pre-trained with one k can
+        run with another (e.g. k = 40 for 2048-point part segmentation). The copy owns its
+        tensors: training it leaves this model unchanged.
+        """
+        config = dataclasses.replace(self.config, k=k)  # validates k
+        clone = copy.deepcopy(self)
+        clone.config = config
+        return clone
 
     @staticmethod
     def _pool(local: Tensor) -> Tensor:

@@ -25,6 +25,12 @@ stage's per-point features before the global max pooling, (B, 512, N/16), with t
 centres (B, N/16, 3), so that the global feature is exactly the max-pool of the local ones
 (the paper's f^3d and A(f^3d)).
 
+Scene segmentation (``picat.models.segmentation``) uses the same modules with
+``group_all=False`` and strides (1, 4, 4, 4, 4): :meth:`PointNeXtEncoder.forward_stages`
+returns every stage's (xyz, features) for the decoder, and ``extra_channels`` appends
+further per-point inputs (colours) after the geometric ones. Both default to the
+classification encoder, so existing configs and checkpoints build identically.
+
 The first linear map of a grouped MLP, W [dp, f_j] = W_p dp + W_f f_j, is evaluated with
 W_f applied to the N source points before they are gathered into S x K groups: the same
 parameters and outputs as the textbook order (up to float rounding), with S*K/N (16 for
@@ -67,6 +73,11 @@ class PointNeXtConfig:
             feature, as PointNeXt does for ScanObjectNN.
         use_normals: the input carries normals (B, N, 6) that are appended as features.
         up_axis: "x", "y" or "z", the axis that is up (ShapeNet and ScanObjectNN are Y-up).
+        group_all: the last stage is the group-all stage (classification). False for the
+            segmentation encoder, whose stages all down-sample (strides 1, 4, 4, 4, 4) and
+            whose per-stage outputs feed a decoder.
+        extra_channels: per-point input channels appended after the geometric ones (e.g. 3
+            colour channels for S3DIS), passed to the encoder as ``extra`` (B, N, extra_channels).
     """
 
     width: int = 32
@@ -81,20 +92,27 @@ class PointNeXtConfig:
     use_height: bool = True
     use_normals: bool = False
     up_axis: str = "y"
+    group_all: bool = True
+    extra_channels: int = 0
 
     def __post_init__(self) -> None:
         self.strides = tuple(self.strides)
         self.blocks = tuple(self.blocks)
         if self.width < 1:
             raise ValueError(f"width must be positive, got {self.width}")
-        if len(self.strides) < 2:
-            raise ValueError(f"strides needs a stem and a group-all stage, got {self.strides}")
-        if self.strides[0] != 1 or self.strides[-1] != 1 or any(s < 2 for s in self.strides[1:-1]):
-            raise ValueError(f"strides must be 1 first and last and >= 2 between, got {self.strides}")
+        if self.group_all:
+            if len(self.strides) < 2:
+                raise ValueError(f"strides needs a stem and a group-all stage, got {self.strides}")
+            if self.strides[0] != 1 or self.strides[-1] != 1 or any(s < 2 for s in self.strides[1:-1]):
+                raise ValueError(f"strides must be 1 first and last and >= 2 between, got {self.strides}")
+        elif not self.strides or self.strides[0] != 1 or any(s < 2 for s in self.strides[1:]):
+            raise ValueError(f"strides (without group-all stage) must be 1 first and >= 2 after, got {self.strides}")
         if len(self.blocks) != len(self.strides) or any(b < 1 for b in self.blocks):
             raise ValueError(f"blocks must hold one count >= 1 per stage ({len(self.strides)}), got {self.blocks}")
-        if self.blocks[-1] != 1:
+        if self.group_all and self.blocks[-1] != 1:
             raise ValueError(f"the group-all stage takes no extra blocks, got blocks[-1] = {self.blocks[-1]}")
+        if isinstance(self.extra_channels, bool) or not isinstance(self.extra_channels, int) or self.extra_channels < 0:
+            raise ValueError(f"extra_channels must be an int >= 0, got {self.extra_channels!r}")
         if not self.radius > 0 or not self.radius_scaling > 0:
             raise ValueError(f"radius and radius_scaling must be positive, got {self.radius}, {self.radius_scaling}")
         if self.nsample < 1:
@@ -108,8 +126,14 @@ class PointNeXtConfig:
 
     @property
     def in_channels(self) -> int:
-        """Input feature channels: xyz (3) + height (1) + normals (3), as configured."""
-        return 3 + int(self.use_height) + 3 * int(self.use_normals)
+        """Input feature channels: xyz (3) + height (1) + normals (3) + extra, as configured."""
+        return 3 + int(self.use_height) + 3 * int(self.use_normals) + self.extra_channels
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Name of every input feature channel, in the stem's column order."""
+        names = ["x", "y", "z"] + ["height"] * int(self.use_height) + ["nx", "ny", "nz"] * int(self.use_normals)
+        return tuple(names + [f"extra_{i}" for i in range(self.extra_channels)])
 
     @property
     def point_dim(self) -> int:
@@ -303,7 +327,7 @@ class PointNeXtEncoder(nn.Module):
             out_channels = channels[i]
             if i == 0:
                 first: nn.Module = _Stem(in_channels, out_channels)
-            elif i == len(config.strides) - 1:
+            elif i == len(config.strides) - 1 and config.group_all:
                 first = GroupAll(in_channels, out_channels, config.sa_layers)
             else:
                 first = SetAbstraction(in_channels, out_channels, stride, radii[i][0], config.nsample,
@@ -317,14 +341,16 @@ class PointNeXtEncoder(nn.Module):
         self.local_dim = channels[-1]
         self.local_stride = config.min_points
 
-    def input_features(self, points: Tensor) -> tuple[Tensor, Tensor]:
+    def input_features(self, points: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Validate the input and build the per-point input features.
 
         Args:
             points: (B, N, 3) xyz, or (B, N, 6) xyz + normals when ``config.use_normals``.
+            extra: (B, N, extra_channels) further per-point channels (e.g. colours); required
+                exactly when ``config.extra_channels > 0``.
 
         Returns:
-            xyz (B, N, 3) and features (B, N, in_channels) = [xyz, height?, normals?].
+            xyz (B, N, 3) and features (B, N, in_channels) = [xyz, height?, normals?, extra?].
         """
         cfg = self.config
         if not isinstance(points, Tensor) or points.dim() != 3:
@@ -345,30 +371,62 @@ class PointNeXtEncoder(nn.Module):
             parts.append(up - up.amin(dim=1, keepdim=True))
         if cfg.use_normals:
             parts.append(points[..., 3:6])
+        if cfg.extra_channels:
+            expected = (*points.shape[:2], cfg.extra_channels)
+            if not isinstance(extra, Tensor) or tuple(extra.shape) != expected:
+                shape = tuple(extra.shape) if isinstance(extra, Tensor) else type(extra).__name__
+                raise ValueError(f"this encoder takes {cfg.extra_channels} extra channels per point: extra must have "
+                                 f"shape {expected} to match points {tuple(points.shape)}, got {shape}")
+            if not extra.is_floating_point():
+                raise ValueError(f"extra must be floating point, got {extra.dtype}")
+            parts.append(extra.to(xyz.dtype))
+        elif extra is not None:
+            raise ValueError("this encoder takes no extra channels (config.extra_channels = 0), but extra was given")
         return xyz, torch.cat(parts, dim=-1)
 
-    def forward_features(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward_stages(self, points: Tensor, extra: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Output of every down-sampling stage (the group-all stage, if any, excluded).
+
+        Args:
+            points: (B, N, 3 or 6) as :meth:`input_features`; N >= ``config.min_points``.
+            extra: (B, N, extra_channels) or None, as :meth:`input_features`.
+
+        Returns:
+            One (xyz (B, N_i, 3), features (B, N_i, channels[i])) pair per stage, finest first:
+            N_0 = N, N_i = N_{i-1} // strides[i]; the xyz of every level are a subset of the
+            previous level's.
+        """
+        xyz, features = self.input_features(points, extra)
+        pyramid = self.stages[:-1] if self.config.group_all else self.stages
+        levels = []
+        for stage in pyramid:
+            for block in stage:
+                xyz, features = block(xyz, features)
+            levels.append((xyz, features))
+        return levels
+
+    def forward_features(self, points: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Global and local features.
 
         Args:
             points: (B, N, 3), or (B, N, 6) with normals; N >= ``config.min_points``.
+            extra: (B, N, extra_channels) when ``config.extra_channels > 0``, else None.
 
         Returns:
             global: (B, global_dim), the max over the local features.
             local: (B, local_dim, L), the last stage's per-point features before pooling,
                 L = N // local_stride (64 for N = 1024).
             centres: (B, L, 3) the xyz of those L points (a subset of the input points).
+            Without a group-all stage (``config.group_all=False``) the local features are the
+            last stage's output.
         """
-        xyz, features = self.input_features(points)
-        for stage in self.stages[:-1]:
-            for block in stage:
-                xyz, features = block(xyz, features)
-        local = self.stages[-1][0](xyz, features)  # (B, L, D)
+        xyz, features = self.forward_stages(points, extra)[-1]
+        local = self.stages[-1][0](xyz, features) if self.config.group_all else features  # (B, L, D)
         return local.max(dim=1).values, local.transpose(1, 2), xyz
 
-    def forward(self, points: Tensor) -> Tensor:
-        """(B, N, 3 or 6) -> (B, global_dim)."""
-        return self.forward_features(points)[0]
+    def forward(self, points: Tensor, extra: Tensor | None = None) -> Tensor:
+        """(B, N, 3 or 6) [, extra (B, N, extra_channels)] -> (B, global_dim)."""
+        return self.forward_features(points, extra)[0]
 
 
 class ClsHead(nn.Module):

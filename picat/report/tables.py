@@ -5,11 +5,12 @@ Two artefacts:
 * the *long* table (``results/tables.csv``): one row per (table, benchmark, method, backbone,
   init, metric), measured rows carrying the paper's value of the row they reproduce, and the
   paper's other rows (competing methods) with no measured value;
-* the *wide*, paper-shaped tables (``results/tables/tableN.csv``).
+* the *wide*, paper-shaped tables (``results/tables/tableN.csv``): Tables 1-2 (a column group
+  per benchmark), Table 3 (the ablation), Tables 4-5 (segmentation: a column group per metric).
 
 Which measured runs go into which table is data (:data:`TABLE_SPECS`), and the paper's numbers
-are data (``paper_tables.csv``), so adding Tables 4 and 5 means adding their spec, their paper
-rows, and their benchmarks/metrics to :mod:`picat.report.results`.
+are data (``paper_tables.csv``), so adding a table means adding its spec, its paper rows, and
+its benchmarks/metrics to :mod:`picat.report.results`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ PAPER_COLUMNS = ["table", "benchmark", "method", "backbone", "variant", "init", 
 # The columns on which a measured configuration finds the paper row it reproduces.
 MATCH_KEYS = ["table", "benchmark", "backbone", "variant", "init", "metric"]
 BACKBONE_LABELS = {"dgcnn": "DGCNN", "pointnext": "PointNeXt-S"}
+# Column-group names of the wide tables that show several metrics (the paper's headers).
+METRIC_LABELS = {"overall_accuracy": "OA (%)", "instance_miou": "ins. mIoU (%)", "class_miou": "cls. mIoU (%)",
+                 "miou": "mIoU (%)", "macc": "mAcc (%)"}
 WIDE_DECIMALS = 2
 
 
@@ -46,8 +50,14 @@ class TableSpec:
         backbone: the point backbone of its runs.
         baseline_init: the init of its non-pre-trained baseline (``random`` / ``scratch``).
         variants: the pre-training variants it shows (``None``: every variant measured).
-        style: ``methods`` (rows = methods, a column group per benchmark) or ``ablation``
-            (rows = variants, with the paper's ✓/× component columns).
+        style: ``methods`` (rows = methods, a column group per benchmark, or per metric when
+            the table shows several metrics) or ``ablation`` (rows = variants, with the
+            paper's ✓/× component columns).
+        metrics: the metrics it shows, in the paper's column order; other metrics the runs
+            recorded (e.g. S3DIS overall accuracy) are left out.
+        baseline_reference: the paper row (method name) that the baseline is compared with
+            when the paper has no reproduction of its own (Table 4: DGCNN's published
+            result); ``None``: only the authors' own rows (:func:`is_paper_own_row`) match.
     """
 
     name: str
@@ -57,6 +67,8 @@ class TableSpec:
     baseline_init: str
     variants: tuple[str, ...] | None
     style: str
+    metrics: tuple[str, ...] = ("overall_accuracy",)
+    baseline_reference: str | None = None
 
 
 TABLE_SPECS: tuple[TableSpec, ...] = (
@@ -65,6 +77,9 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     TableSpec("table2", "finetune", ("scanobjectnn_obj_bg", "scanobjectnn_obj_only", "scanobjectnn_pb_t50_rs"),
               "pointnext", "scratch", None, "methods"),
     TableSpec("table3", "svm", ("modelnet40",), "dgcnn", "random", None, "ablation"),
+    TableSpec("table4", "partseg", ("shapenetpart",), "dgcnn", "scratch", None, "methods",
+              metrics=("instance_miou", "class_miou"), baseline_reference="DGCNN (Wang et al. 2019)"),
+    TableSpec("table5", "semseg", ("s3dis",), "pointnext", "scratch", None, "methods", metrics=("miou", "macc")),
 )
 
 # Table 3's component columns: the variant that switches each component off (or, for
@@ -73,7 +88,7 @@ ABLATION_FLAGS = {"L_lcl": "no_local", "L_glb": "no_global", "pose": "no_pose", 
 
 
 def load_paper_tables() -> pd.DataFrame:
-    """The paper's Tables 1-3 (``paper_tables.csv``, shipped as package data).
+    """The paper's Tables 1-5 (``paper_tables.csv``, shipped as package data).
 
     Empty text cells stay ``""``; an empty ``params_m`` becomes NaN.
     """
@@ -93,7 +108,9 @@ def is_paper_own_row(method: str) -> bool:
     Only such rows can be reproduced by picat. The distinction matters where a competitor
     shares the match key: Table 2 lists both PointNeXt-S as published (Qian et al.) and the
     authors' own "PointNeXt-S (reproduce)", both trained from scratch; picat's scratch run
-    reproduces the latter.
+    reproduces the latter (likewise in Table 5). Where the paper has no own baseline row, a
+    spec may name the competitor row its baseline is compared with
+    (:attr:`TableSpec.baseline_reference`).
     """
     return "Pic@Point" in method or "(reproduce)" in method
 
@@ -114,7 +131,7 @@ def _method_name(spec: TableSpec, backbone: str, variant: str, init: str) -> str
 def _select_measured(spec: TableSpec, summary: pd.DataFrame) -> pd.DataFrame:
     """The summary rows that belong to ``spec``'s table."""
     base = ((summary["protocol"] == spec.protocol) & summary["benchmark"].isin(spec.benchmarks)
-            & (summary["backbone"] == spec.backbone))
+            & (summary["backbone"] == spec.backbone) & summary["metric"].isin(spec.metrics))
     pretrained = summary["init"] == "pic@point"
     if spec.variants is not None:
         pretrained &= summary["variant"].isin(spec.variants)
@@ -164,6 +181,11 @@ def _paper_only_rows(paper_rows: pd.DataFrame, matched: set[int]) -> list[dict]:
     return rows
 
 
+def _position(order: tuple[str, ...], value: str) -> int:
+    """``value``'s place in the spec's column order (0 for a value outside it)."""
+    return order.index(value) if value in order else 0
+
+
 def _single_suite(summary: pd.DataFrame) -> None:
     suites = sorted(set(summary["suite"]))
     if len(suites) > 1:
@@ -179,7 +201,7 @@ def build_long_table(summary: pd.DataFrame, paper: pd.DataFrame,
     Args:
         summary: the output of :func:`picat.report.results.summarise`.
         paper: the output of :func:`load_paper_tables`.
-        specs: which runs make up which table (default: Tables 1-3).
+        specs: which runs make up which table (default: Tables 1-5).
 
     A measured row carries the ``paper_value`` (and ``params_m``) of the paper row it
     reproduces (NaN where the paper has none, e.g. random init); that paper row is then not
@@ -197,11 +219,12 @@ def build_long_table(summary: pd.DataFrame, paper: pd.DataFrame,
         if measured.empty:
             continue
         paper_rows = paper[paper["table"] == spec.name]
-        own = paper_rows[paper_rows["method"].map(is_paper_own_row)]
+        own = paper_rows[paper_rows["method"].map(is_paper_own_row)
+                         | (paper_rows["method"] == spec.baseline_reference)]
         table_rows, matched = _measured_rows(spec, measured, own)
         table_rows += _paper_only_rows(paper_rows, matched)
-        table_rows.sort(key=lambda row: (row["_order"], spec.benchmarks.index(row["benchmark"])
-                                         if row["benchmark"] in spec.benchmarks else 0, row["method"]))
+        table_rows.sort(key=lambda row: (row["_order"], _position(spec.benchmarks, row["benchmark"]),
+                                         _position(spec.metrics, row["metric"]), row["method"]))
         rows += table_rows
     long = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "_order"]).drop(columns="_order")
     for column in ("value", "std", "paper_value", "params_m"):
@@ -240,6 +263,21 @@ def _ablation_flags(variant: str) -> dict[str, str]:
     return flags
 
 
+def _column_groups(spec: TableSpec) -> list[tuple[str, str, str]]:
+    """The wide table's column groups as (benchmark, metric, prefix), in the paper's order.
+
+    Ablation: ``OA``; one metric: the benchmark's name (Tables 1-2); several metrics: the
+    metric's paper header (Tables 4-5), prefixed by the benchmark if there are several.
+    """
+    if spec.style == "ablation":
+        return [(benchmark, metric, "OA") for benchmark in spec.benchmarks for metric in spec.metrics]
+    if len(spec.metrics) == 1:
+        return [(benchmark, spec.metrics[0], benchmark) for benchmark in spec.benchmarks]
+    return [(benchmark, metric, METRIC_LABELS.get(metric, metric) if len(spec.benchmarks) == 1
+             else f"{benchmark} {METRIC_LABELS.get(metric, metric)}")
+            for benchmark in spec.benchmarks for metric in spec.metrics]
+
+
 def _wide_table(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
     """One paper-shaped table from its long rows: a row per method, in the long table's order."""
     rows = []
@@ -251,9 +289,9 @@ def _wide_table(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
             row.update(_ablation_flags(row["variant"]))
         if with_params:
             row["params_m"] = group["params_m"].dropna().iloc[0] if group["params_m"].notna().any() else math.nan
-        for benchmark in spec.benchmarks:
-            prefix = "OA" if spec.style == "ablation" else benchmark
-            row.update(_metric_columns(prefix, group[group["benchmark"] == benchmark]))
+        for benchmark, metric, prefix in _column_groups(spec):
+            row.update(_metric_columns(prefix, group[(group["benchmark"] == benchmark)
+                                                     & (group["metric"] == metric)]))
         row["suite"] = _joined(group["suite"])
         row["image_weights"] = _joined(group["image_weights"])
         rows.append(row)
@@ -269,13 +307,18 @@ def _wide_table(spec: TableSpec, long: pd.DataFrame) -> pd.DataFrame:
 def build_wide_tables(long: pd.DataFrame, specs: Sequence[TableSpec] = TABLE_SPECS) -> dict[str, pd.DataFrame]:
     """The paper-shaped tables, keyed by table name, for the tables present in ``long``.
 
-    * ``methods`` tables (1, 2): ``method``, [``params_m``,] then per benchmark ``<bench>``,
-      ``<bench>_std``, ``<bench>_n``, ``<bench>_paper``; then ``suite``, ``image_weights``.
+    * ``methods`` tables with one metric (1, 2): ``method``, [``params_m``,] then per benchmark
+      ``<bench>``, ``<bench>_std``, ``<bench>_n``, ``<bench>_paper``; then ``suite``,
+      ``image_weights``.
+    * ``methods`` tables with several metrics (4, 5): ``method``, then per metric its paper
+      header — ``ins. mIoU (%)``, ``ins. mIoU (%)_std``, ``ins. mIoU (%)_n``,
+      ``ins. mIoU (%)_paper``, then ``cls. mIoU (%)``... (Table 5: ``mIoU (%)``, ``mAcc (%)``) —
+      then ``suite``, ``image_weights``.
     * ``ablation`` table (3): ``method``, ``variant``, ``L_lcl``, ``L_glb``, ``pose``,
       ``normals`` (✓/×, as in the paper; empty for the random-init baseline), ``OA``,
       ``OA_std``, ``OA_n``, ``OA_paper``, ``suite``, ``image_weights``.
 
-    Accuracies are rounded to 2 decimals (the long table keeps full precision).
+    Accuracies and mIoUs are rounded to 2 decimals (the long table keeps full precision).
     """
     tables = {}
     for name in dict.fromkeys(long["table"]):

@@ -14,27 +14,12 @@ from typing import Any, TextIO
 import torch
 
 from picat.datasets import read_classification
-from picat.downstream.backbones import image_weights_label, pretrained_backbone, random_backbone
+from picat.downstream.backbones import backbone_source, image_weights_label, trainable_pretrain_params
 from picat.downstream.finetune import FinetuneSettings, finetune
 from picat.downstream.records import make_record, write_record
 from picat.downstream.svm import SvmSettings, extract_features, fit_and_score
 from picat.models.pointnext import PointNeXtClassifier, PointNeXtEncoder
 from picat.pretrain.engine import pick_device
-
-
-def _backbone(checkpoint: Path | None, random_spec: dict[str, Any] | None, seed: int, baseline: str):
-    """(backbone, init, variant, pre-training metadata or None); a random init is called ``baseline``."""
-    if (checkpoint is None) == (random_spec is None):
-        raise ValueError("give exactly one of a checkpoint and a random-init spec")
-    if checkpoint is not None:
-        backbone = pretrained_backbone(Path(checkpoint))
-        return backbone, "pic@point", backbone.picat_metadata["variant"], backbone.picat_metadata
-    backbone = random_backbone(random_spec["backbone"], random_spec["options"], seed, random_spec["up_axis"])
-    return backbone, baseline, None, None
-
-
-def _trainable(metadata: dict[str, Any] | None) -> int | None:
-    return None if metadata is None else (metadata.get("trainable_parameters") or {}).get("total")
 
 
 def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,
@@ -48,7 +33,7 @@ def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], o
         seed: the pre-training seed (checkpoint) or the random init's seed.
     """
     svm = SvmSettings.of(settings)
-    backbone, init, variant, metadata = _backbone(checkpoint, random_spec, seed, baseline="random")
+    backbone, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="random")
     train, test = read_classification(dataset, "train"), read_classification(dataset, "test")
     if train.class_names != test.class_names:
         raise ValueError(f"{benchmark}: train and test splits name different classes")
@@ -65,7 +50,7 @@ def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], o
         protocol="svm", benchmark=benchmark, backbone=backbone.picat_metadata["backbone"], variant=variant, init=init,
         seed=seed, value=result["accuracy"], suite=suite,
         image_backbone=None if metadata is None else image_weights_label(metadata),
-        trainable_pretrain_params=_trainable(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
+        trainable_pretrain_params=trainable_pretrain_params(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
         details={**result, "settings": {**svm.__dict__, "c_grid": list(svm.c_grid)}, "feature_dim": int(train_x.shape[1]),
                  "train_source": train.source, "test_source": test.source},
     )
@@ -78,7 +63,7 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
                  log: TextIO = sys.stderr) -> dict[str, Any]:
     """Fine-tune a PointNeXt-S classifier on ``dataset``; writes and returns the record."""
     finetune_settings = FinetuneSettings.of(settings)
-    encoder, init, variant, metadata = _backbone(checkpoint, random_spec, seed, baseline="scratch")
+    encoder, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="scratch")
     if not isinstance(encoder, PointNeXtEncoder):
         raise ValueError(f"fine-tuning needs a PointNeXt encoder, got {encoder.picat_metadata['backbone']}")
     if encoder.config.use_normals:
@@ -95,7 +80,7 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
         protocol="finetune", benchmark=benchmark, backbone="pointnext", variant=variant, init=init, seed=seed,
         value=result["test"]["overall_accuracy"], suite=suite,
         image_backbone=None if metadata is None else image_weights_label(metadata),
-        trainable_pretrain_params=_trainable(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
+        trainable_pretrain_params=trainable_pretrain_params(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
         details={**result, "train_source": train.source, "test_source": test.source,
                  "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6},
     )
