@@ -98,16 +98,46 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     encode_shard(Path(args.shard), Path(args.out), encoder, args.batch_size, args.dtype, pick_device(args.device))
 
 
+def _pretrain_argv(args: argparse.Namespace) -> list[str]:
+    """``picat pretrain`` arguments that reproduce ``args`` in each torchrun process (without --nproc)."""
+    argv = ["pretrain", "--shards", *args.shards]
+    if args.features:
+        argv += ["--features", *args.features]
+    argv += ["--out", args.out, "--backbone", args.backbone, "--variant", args.variant, "--seed", str(args.seed),
+             "--settings", json.dumps(args.settings), "--up-axis", args.up_axis, "--suite", args.suite,
+             "--device", args.device, "--threads", str(args.threads)]
+    if args.image_backbone is not None:
+        argv += ["--image-backbone", json.dumps(args.image_backbone)]
+    if args.stop_after_epochs is not None:
+        argv += ["--stop-after-epochs", str(args.stop_after_epochs)]
+    return argv
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> None:
     import torch
 
+    from picat.pretrain.distributed import ENV_WORLD_SIZE, init_distributed, launcher_command, shutdown_distributed
     from picat.stages.pretrain import run_pretraining
 
-    torch.set_num_threads(args.threads)
+    if args.nproc < 0:
+        raise ValueError(f"--nproc must be 0 or more, got {args.nproc}")
+    if args.nproc > 1 and ENV_WORLD_SIZE not in os.environ:
+        # Become torchrun (exec, not a child: a scheduler's signals reach torchrun, which
+        # forwards them to the ranks); each rank re-enters here with WORLD_SIZE set.
+        command = launcher_command(_pretrain_argv(args), args.nproc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(command[0], command)
+    ranks, device = init_distributed(args.device)
+    # The job's --threads are shared by its processes.
+    torch.set_num_threads(max(1, args.threads // ranks.world_size))
     features = [Path(path) for path in args.features] if args.features else None
-    run_pretraining([Path(path) for path in args.shards], features, Path(args.out), args.backbone, args.variant,
-                    args.seed, args.settings, args.up_axis, args.suite, args.image_backbone, args.device,
-                    args.stop_after_epochs)
+    try:
+        run_pretraining([Path(path) for path in args.shards], features, Path(args.out), args.backbone, args.variant,
+                        args.seed, args.settings, args.up_axis, args.suite, args.image_backbone, device,
+                        args.stop_after_epochs, ranks=ranks)
+    finally:
+        shutdown_distributed()
 
 
 def _backbone_source(args: argparse.Namespace) -> dict:
@@ -268,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     command.add_argument("--threads", type=int, default=2)
     command.add_argument("--stop-after-epochs", type=int, help="end after this many epochs in total; rerun to resume")
+    command.add_argument("--nproc", type=int, default=1,
+                         help="data-parallel processes on this node (the job's GPUs); above 1 the command re-executes "
+                              "itself under torchrun (--standalone); 0 or 1: one process. Ignored inside torchrun")
     command.set_defaults(run=_cmd_pretrain)
 
     command = commands.add_parser("standins", help="write the demo suite's held-out benchmark stand-ins")

@@ -110,7 +110,7 @@ class ShardWriter:
 
     def __enter__(self) -> "ShardWriter":
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.temporary_path, "w")
+        self._file = create_untimed_file(self.temporary_path)
         return self
 
     def _create(self, item: ShardObject) -> None:
@@ -129,10 +129,10 @@ class ShardWriter:
             compression = "gzip" if chunks else None
             self._file.create_dataset(
                 name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                chunks=chunks or (1, *shape), compression=compression,
+                chunks=chunks or (1, *shape), compression=compression, track_times=False,
             )
         for name in ("object_ids", "categories", "source_paths"):
-            self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=STRING, chunks=(256,))
+            self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=STRING, chunks=(256,), track_times=False)
 
     def add(self, item: ShardObject) -> None:
         """Append one object."""
@@ -166,7 +166,7 @@ class ShardWriter:
                 if self._count == 0:
                     reasons = "; ".join(f"{s.object_id}: {s.reason}" for s in self._skipped[:5])
                     raise ShardError(f"{self.path}: every mesh of the shard failed ({len(self._skipped)} skipped: {reasons})")
-                group = self._file.create_group("skipped")
+                group = create_untimed_group(self._file, "skipped")
                 columns = {"object_ids": "object_id", "paths": "path", "reasons": "reason"}
                 for name, attribute in columns.items():
                     write_strings(group, name, [getattr(skipped, attribute) for skipped in self._skipped])
@@ -184,9 +184,31 @@ class ShardWriter:
             self.temporary_path.unlink(missing_ok=True)
 
 
+def create_untimed_file(path: Path) -> h5py.File:
+    """A new (truncated) HDF5 file whose root group records no timestamps; h5py < 3.15 stores
+    them by default, which would make two packs of the same objects differ in their bytes."""
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)  # as h5py.File's own: closing the file closes all in it
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl))
+
+
+def create_untimed_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """A new group that records no creation/modification times (so that the same content
+    gives the same bytes: shards are byte-identical for a seed); older h5py's
+    ``create_group`` has no ``track_times`` argument, hence the low-level call."""
+    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    gcpl.set_obj_track_times(False)
+    h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl)
+    return parent[name]
+
+
 def write_strings(group: h5py.Group, name: str, values: list[str]) -> None:
-    """Create the (len(values),) UTF-8 string dataset ``name`` in ``group`` (empty lists too)."""
-    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, shape=(len(values),))
+    """Create the (len(values),) UTF-8 string dataset ``name`` in ``group`` (empty lists too),
+    without timestamps."""
+    group.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, shape=(len(values),),
+                         track_times=False)
 
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:

@@ -3,6 +3,7 @@ renders -> HDF5 shards, then incremental reruns read from Snakemake's dry-run pl
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -54,16 +55,27 @@ def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> subproc
     return subprocess.run(command, capture_output=True, text=True, timeout=1200)
 
 
-def planned_jobs(workdir: Path, *args: str, config: str = "config.yaml") -> dict[str, int]:
-    """Jobs a dry run would run, by rule (empty when nothing is to be done)."""
-    result = snakemake(workdir, "-n", *args, config=config)
-    assert result.returncode == 0, result.stdout + result.stderr
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a Snakemake run or dry run, by rule (empty when there is none)."""
     counts: dict[str, int] = {}
-    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", result.stdout, re.S)
+    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", output, re.S)
     for line in (table.group(1).splitlines() if table else []):
         name, count = line.split()
         counts[name] = int(count)
     return counts
+
+
+def plan(workdir: Path, *args: str, config: str = "config.yaml") -> tuple[dict[str, int], set[str]]:
+    """A dry run's jobs by rule and the output files of its jobs."""
+    result = snakemake(workdir, "-n", *args, config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = {path for line in re.findall(r"^\s+output: (.*)$", result.stdout, re.M) for path in line.split(", ")}
+    return job_counts(result.stdout), outputs
+
+
+def planned_jobs(workdir: Path, *args: str, config: str = "config.yaml") -> dict[str, int]:
+    """Jobs a dry run would run, by rule (empty when nothing is to be done)."""
+    return plan(workdir, *args, config=config)[0]
 
 
 TARGETS = ("shards", "pretrain", "results/tables.csv")
@@ -189,9 +201,57 @@ def test_changing_dgcnn_options_leaves_pointnext_runs_alone(workflow_run):
     assert planned_jobs(workflow_run, "pretrain", config=config) == {"pretrain_run": 1, "pretrain": 1}
 
 
-def test_changing_the_render_engine_replans_renders_and_packing(workflow_run):
-    jobs = planned_jobs(workflow_run, "shards", config=changed_config(workflow_run, "render", engine="cycles"))
-    assert jobs.get("render") == 2 and jobs.get("pack") == 2 and "corpus" not in jobs
+# Everything downstream of the shards of the tiny config: each shard's cache, both pre-training
+# runs, the downstream runs that start from a checkpoint (never the scratch or random-init
+# ones, nor the stand-in datasets), Figure 4 (it reads the shards), the tables, and the
+# `shards`/`pretrain` target rules.
+AFTER_SHARDS = {"encode": 2, "shard_index": 1, "shards": 1, "pretrain_run": 2, "pretrain": 1, "svm_pretrained": 2,
+                "finetune": 1, "partseg": 1, "semseg": 1, "figure4": 2, "tables": 1}
+
+
+def from_scratch_or_random(outputs: set[str]) -> set[str]:
+    return {path for path in outputs if "_scratch/" in path or "_random/" in path}
+
+
+def test_changing_the_render_engine_replans_renders_and_everything_after(workflow_run):
+    jobs, outputs = plan(workflow_run, *TARGETS, config=changed_config(workflow_run, "render", engine="cycles"))
+    # Neither the corpus, the render environment nor the stand-in benchmarks; everything after the renders.
+    assert jobs == {"render": 2, "pack": 2, **AFTER_SHARDS}
+    assert not from_scratch_or_random(outputs)
+
+
+def test_changing_a_segmentation_setting_replans_only_its_runs_and_the_tables(workflow_run):
+    config = yaml.safe_load((workflow_run / "config.yaml").read_text())
+    config["demo"]["downstream"]["partseg"]["epochs"] = 2
+    (workflow_run / "config-partseg.yaml").write_text(yaml.safe_dump(config))
+    jobs, outputs = plan(workflow_run, *TARGETS, config="config-partseg.yaml")
+    assert jobs == {"partseg": 2, "tables": 1}
+    assert {path for path in outputs if "/partseg/" in path} == {
+        f"results/downstream/demo/partseg/shapenetpart/dgcnn_{source}/seed0.json" for source in ("scratch", "full")}
+
+
+def embedded_files(report: Path) -> dict[str, bytes]:
+    """The files a self-contained Snakemake HTML report embeds (data URIs), by file name."""
+    found = re.findall(r"data:[\w/.+-]+;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", report.read_text())
+    return {name: base64.b64decode(data) for name, data in found}
+
+
+def test_report_holds_the_tables_and_the_figures(workflow_run, tmp_path):
+    report = tmp_path / "report.html"
+    result = snakemake(workflow_run, "--report", str(report), *TARGETS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    embedded = embedded_files(report)
+    expected = {"tables.csv": "results/tables.csv", "figure2.png": "results/figures/figure2.png"}
+    expected.update({f"table{i}.csv": f"results/tables/table{i}.csv" for i in range(1, 6)})
+    expected.update({f"figure4_{b}.png": f"results/figures/figure4_{b}.png" for b in ("dgcnn", "pointnext")})
+    # Every table and figure, and no other result file (the report's own logo aside).
+    assert {name for name in embedded if name.endswith((".csv", ".png", ".json"))} == set(expected)
+    for name, path in expected.items():
+        assert embedded[name] == (workflow_run / path).read_bytes(), name
+    html = report.read_text()
+    # The captions (workflow/report/*.rst), with their wildcards filled in.
+    assert "Every measured figure of Tables 1-5" in html and "Table 4 of the paper, measured" in html
+    assert "Figure 4 for the pre-trained pointnext backbone" in html and "Figure 2: trainable" in html
 
 
 def test_missing_real_dataset_stops_the_paper_suite_before_any_job(tmp_path):
@@ -212,6 +272,27 @@ def test_invalid_config_stops_before_any_job(workflow_run):
     result = snakemake(workflow_run, "-n", "--config", "suite=everything")
     assert result.returncode != 0
     assert "invalid config key 'suite'" in result.stdout + result.stderr
+
+
+def test_deleting_one_shard_rebuilds_only_it_and_its_dependents_byte_identically(workflow_run):
+    """Runs after the read-only tests: it rebuilds a shard and everything that reads it."""
+    shard = workflow_run / "results/shards/demo/shard_00001.h5"
+    original = shard.read_bytes()
+    shard.unlink()
+    jobs, outputs = plan(workflow_run, *TARGETS)
+    # That shard's pack and cache only (no render, no other shard), and everything after.
+    assert jobs == {"pack": 1, **AFTER_SHARDS, "encode": 1}
+    assert {"results/shards/demo/shard_00001.h5", "results/features/demo/shard_00001.h5"} <= outputs
+    assert not {"results/shards/demo/shard_00000.h5", "results/features/demo/shard_00000.h5"} & outputs
+    assert not from_scratch_or_random(outputs)
+    result = snakemake(workflow_run, *TARGETS)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    ran: dict[str, int] = {}
+    for rule in re.findall(r"^\s*(?:local)?rule (\w+):$", result.stdout + result.stderr, re.M):
+        ran[rule] = ran.get(rule, 0) + 1
+    assert ran == jobs  # it ran what it planned, nothing else
+    assert shard.read_bytes() == original  # same renders, same seed: the same bytes
+    assert planned_jobs(workflow_run, *TARGETS) == {}
 
 
 def test_killed_pretraining_job_resumes_when_snakemake_runs_again(workflow_run):

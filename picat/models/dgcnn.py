@@ -161,18 +161,27 @@ class EdgeConv(nn.Module):
         bn = self.bn
         use_batch_stats = self.training or bn.running_mean is None
         if use_batch_stats:
-            n_edges = batch * n_points * k
+            # Under data-parallel training the BatchNorm layer may carry a differentiable sum
+            # over processes (picat.pretrain.distributed.GlobalBatchNorm): the statistics are
+            # then those of the global batch, as one process would compute them.
+            total = getattr(bn, "sum_across_ranks", None) or (lambda tensor: tensor)
+            out_channels = self.out_channels
             # Edge mean of h_ij = a_j + b_i: a_m counts once per edge that points at m (its
             # in-degree), b_i k times (once per edge leaving i).
             in_degree = torch.bincount(rows.view(-1), minlength=batch * n_points).to(a.dtype)
-            mean_a = (in_degree @ a) / n_edges
-            mean_b = b.mean(0)
+            # Counts in float64: exact far beyond float32's 2**24 (and half precision's 65504).
+            counts = total(torch.tensor([batch * n_points * k, batch * n_points], dtype=torch.float64, device=a.device))
+            n_edges, n_rows = float(counts[0]), float(counts[1])
+            sums = total(torch.cat([in_degree @ a, b.sum(0)]))
+            mean_a, mean_b = sums[:out_channels] / n_edges, sums[out_channels:] / n_rows
             a = a - mean_a  # centring first keeps the variance free of cancellation
             b = b - mean_b
             # sum_j a_j per point, without materialising the edges (a fused gather-sum).
             neighbour_sums = F.embedding_bag(rows, a, mode="sum")
             # E[(a_j + b_i)^2] = E[a_j^2] + 2 E[a_j b_i] + E[b_i^2] over the edges.
-            var = ((in_degree @ a.square()) + 2 * (b * neighbour_sums).sum(0)) / n_edges + b.square().mean(0)
+            squares = total(torch.cat([(in_degree @ a.square()) + 2 * (b * neighbour_sums).sum(0), b.square().sum(0)]))
+            var = squares[:out_channels] / n_edges + squares[out_channels:] / n_rows
+            n_edges = int(n_edges)
             var = var.clamp_min(0)  # rounding can dip below 0 for a constant channel
             if self.training and bn.track_running_stats:
                 self._update_running_stats(mean_a + mean_b, var, n_edges)

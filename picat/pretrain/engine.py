@@ -5,6 +5,11 @@ dataset. Per epoch it writes ``resume.pt`` (atomically) in the run folder; a job
 killed and restarted continues from the last completed epoch, and ends bit-identical on the
 CPU to an uninterrupted run (the batches, views and rotations of an epoch depend only on
 the seed and the epoch number).
+
+Under torchrun (see :mod:`picat.pretrain.distributed`) the same loop runs in every process
+with the model wrapped in DistributedDataParallel; ``batch_size`` is the global batch, each
+rank takes its slice, and the loss and gradients equal those of a single process on the
+same global batch. Only rank 0 writes ``resume.pt``, the log and TensorBoard events.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from typing import Any, Callable, TextIO
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from picat.pretrain.correspondence import project_to_cells, random_rotations, rotate_with_cameras
 from picat.pretrain.data import EpochSampler, ShardObjects
-from picat.pretrain.losses import global_infonce, local_infonce
+from picat.pretrain.distributed import SINGLE, GlobalBatchSlices, Ranks, rank_slice, use_global_batch_norm
+from picat.pretrain.losses import global_infonce, global_infonce_terms, local_infonce, local_infonce_terms
 from picat.pretrain.model import PicAtPoint
 from picat.pretrain.tensorboard import open_tensorboard
 
@@ -60,18 +67,26 @@ def pick_device(preferred: str = "auto") -> torch.device:
     return torch.device(preferred)
 
 
-def step_loss(model: PicAtPoint, batch: dict[str, Tensor], rotation: Tensor, settings: TrainSettings,
-              image_encoder: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None) -> dict[str, Tensor]:
+def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, settings: TrainSettings,
+              image_encoder: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+              ranks: Ranks = SINGLE) -> dict[str, Tensor]:
     """Loss of one batch: rotate clouds (cameras follow), embed, L = L_lcl + L_glb.
 
     Args:
+        model: a :class:`PicAtPoint` (or the DistributedDataParallel wrapping it).
         batch: points (B, N, C), view (B, 4, 4), proj (B, 4, 4), and image_local (B, C', g, g)
             + image_global (B, C') from the cache, or image (B, H, W, 3) uint8 with ``image_encoder``.
-        rotation: (B, 3, 3) augmentation rotations.
+            Under several ranks: this rank's slice of the global batch.
+        rotation: (B, 3, 3) augmentation rotations (this rank's slice).
         image_encoder: the frozen 2D backbone, for batches that carry images.
+        ranks: the data-parallel group; with several ranks the image embeddings of the whole
+            global batch are gathered as negatives.
 
     Returns:
-        {"loss", "local", "global", "valid_fraction"} scalar tensors.
+        {"loss", "local", "global", "valid_fraction"}: scalar tensors, the global batch's values
+        (the same on every rank); "objective": the tensor to call ``backward`` on (this rank's
+        share, scaled so DDP's gradient average is the gradient of the global-batch loss; in a
+        single process it is "loss" itself).
     """
     if "image" in batch:
         if image_encoder is None:
@@ -82,6 +97,8 @@ def step_loss(model: PicAtPoint, batch: dict[str, Tensor], rotation: Tensor, set
         image_local, image_global = batch["image_local"], batch["image_global"]
     points, view = rotate_with_cameras(batch["points"], batch["view"], rotation)
     out = model(points, view, image_local, image_global)
+    if ranks.distributed:
+        return _sharded_losses(out, view, batch["proj"], settings, ranks)
     zero = points.new_zeros(())
     losses = {"local": zero, "global": zero, "valid_fraction": zero}
     if "z_global" in out:
@@ -91,12 +108,64 @@ def step_loss(model: PicAtPoint, batch: dict[str, Tensor], rotation: Tensor, set
         losses["local"] = local_infonce(out["z_local"], out["q_local"], cells, valid, settings.temperature)
         losses["valid_fraction"] = valid.float().mean()
     losses["loss"] = losses["local"] + losses["global"]
+    losses["objective"] = losses["loss"]
     return losses
 
 
-def _batch_rotations(settings: TrainSettings, epoch: int, step: int, size: int) -> Tensor:
+def _sharded_losses(out: dict[str, Tensor], view: Tensor, proj: Tensor, settings: TrainSettings,
+                    ranks: Ranks) -> dict[str, Tensor]:
+    """The losses of one rank's slice, with every rank's image embeddings as negatives.
+
+    With W ranks of b objects (global batch B = W b) and V valid local centres in the global
+    batch, the global-batch loss is L = S_glb / B + S_lcl / V, where S_* sums per-embedding
+    losses over all ranks. Rank r's objective is W (S_glb,r / B + S_lcl,r / V): summed over
+    ranks it is W L, and DDP's average over ranks divides by W again.
+    """
+    some = next(iter(out.values()))
+    per_rank, world, first = len(some), ranks.world_size, ranks.rank * len(some)
+    zero = some.new_zeros(())
+    global_sum, local_sum, valid_count, centres = zero, zero, zero.long(), zero.long()
+    if "z_global" in out:
+        images = ranks.gather(out["q_global"])
+        global_sum = global_infonce_terms(out["z_global"], images, settings.temperature, first_positive=first)
+    if "z_local" in out:
+        cells, valid = project_to_cells(out["centres"], view, proj, settings.grid)
+        image_cells = ranks.gather(out["q_local"])
+        local_sum, valid_count = local_infonce_terms(out["z_local"], image_cells, cells, valid, settings.temperature,
+                                                     first_object=first)
+        centres = centres + valid.numel()
+    # One all-reduce (float64: sums and counts stay exact) gives every rank the global values.
+    totals = ranks.sum(torch.stack([t.detach().double() for t in (global_sum, local_sum, valid_count, centres)]))
+    batch_size, valid_total = per_rank * world, float(totals[2])
+    objective = world * (global_sum / batch_size + local_sum / max(valid_total, 1.0))
+    losses = {"global": (totals[0] / batch_size).to(zero.dtype),
+              "local": (totals[1] / max(valid_total, 1.0)).to(zero.dtype),
+              "valid_fraction": (totals[2] / max(float(totals[3]), 1.0)).to(zero.dtype)}
+    losses["loss"] = losses["local"] + losses["global"]
+    losses["objective"] = objective
+    return losses
+
+
+def batch_rotations(settings: TrainSettings, epoch: int, step: int, size: int, ranks: Ranks = SINGLE) -> Tensor:
+    """The augmentation rotations of one step: drawn for the global batch, this rank's slice kept.
+
+    Args:
+        size: this rank's batch size (the global batch has ``size * world_size`` objects).
+    """
     generator = torch.Generator().manual_seed((settings.seed * 1_000_003 + epoch) * 1_000_003 + step)
-    return random_rotations(size, settings.rotation, settings.up_axis, generator)
+    return rank_slice(random_rotations(size * ranks.world_size, settings.rotation, settings.up_axis, generator), ranks)
+
+
+def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
+    """``model`` ready for a data-parallel step: BatchNorm over the global batch, wrapped in DDP.
+
+    A single process gets ``model`` back unchanged. The BatchNorm layers are replaced in
+    place (same parameters and buffers, so ``model.state_dict()`` keeps its keys).
+    """
+    if not ranks.distributed:
+        return model
+    use_global_batch_norm(model, ranks)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _save_atomically(payload: dict, path: Path) -> None:
@@ -107,12 +176,16 @@ def _save_atomically(payload: dict, path: Path) -> None:
 
 def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run_dir: Path,
           image_encoder: nn.Module | None = None, device: torch.device | None = None,
-          stop_after_epochs: int | None = None, log: TextIO = sys.stderr) -> list[dict[str, float]]:
+          stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
+          ranks: Ranks = SINGLE) -> list[dict[str, float]]:
     """Train ``model`` for ``settings.epochs``, checkpointing every epoch into ``run_dir``.
 
     Args:
         stop_after_epochs: end this call after that many epochs have been completed in
             total (for cluster time limits); a later call resumes.
+        ranks: this process's place in a data-parallel run (the process group must be
+            initialised, see :func:`picat.pretrain.distributed.init_distributed`);
+            ``settings.batch_size`` is the global batch and must divide by the world size.
 
     Returns:
         The per-epoch history (epoch, loss, local, global, valid_fraction, seconds, lr).
@@ -122,6 +195,9 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     """
     device = device or pick_device()
     run_dir = Path(run_dir)
+    ranks.per_rank_batch(settings.batch_size)  # fail before any work when it does not divide
+    if not ranks.is_main:
+        log = open(os.devnull, "w")  # noqa: SIM115  (only rank 0 reports)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     if image_encoder is not None:
@@ -145,11 +221,13 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
         print(f"[pretrain] resuming from {resume_path} after epoch {start_epoch}", file=log, flush=True)
+    # Every rank loaded the same state; wrap only now so DDP's start-up broadcast is a no-op.
+    net = data_parallel(model, ranks, device)
     sampler = EpochSampler(len(dataset), dataset.n_views, settings.seed)
-    loader = DataLoader(dataset, batch_sampler=BatchSampler(sampler, settings.batch_size, drop_last=True),
+    loader = DataLoader(dataset, batch_sampler=GlobalBatchSlices(sampler, settings.batch_size, ranks),
                         num_workers=settings.num_workers)
     last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
-    board = open_tensorboard(run_dir, purge_step=start_epoch * len(loader))
+    board = open_tensorboard(run_dir, purge_step=start_epoch * len(loader)) if ranks.is_main else None
     # A log file is not a terminal: redraw the bar rarely there so the file stays readable.
     interactive = hasattr(log, "isatty") and log.isatty()
     for epoch in range(start_epoch, last_epoch):
@@ -157,17 +235,17 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         sampler.set_epoch(epoch)
         started, sums, steps = time.time(), {"loss": 0.0, "local": 0.0, "global": 0.0, "valid_fraction": 0.0}, 0
         progress = tqdm(loader, desc=f"[pretrain] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
-                        mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive)
+                        mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive, disable=not ranks.is_main)
         for step, batch in enumerate(progress):
             batch = {key: value.to(device) for key, value in batch.items()}
-            rotation = _batch_rotations(settings, epoch, step, len(batch["points"])).to(device)
-            losses = step_loss(model, batch, rotation, settings, image_encoder)
+            rotation = batch_rotations(settings, epoch, step, len(batch["points"]), ranks).to(device)
+            losses = step_loss(net, batch, rotation, settings, image_encoder, ranks)
             if not torch.isfinite(losses["loss"]):
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch + 1}, step {step + 1}: local={losses['local'].item()}, "
                     f"global={losses['global'].item()}; lower the learning rate or check the inputs")
             optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            losses["objective"].backward()
             optimizer.step()
             for key in sums:
                 sums[key] += float(losses[key].detach())
@@ -182,9 +260,10 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
                "lr": optimizer.param_groups[0]["lr"], "lr_image": optimizer.param_groups[1]["lr"]}
         scheduler.step()
         history.append(row)
-        _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                          "settings": asdict(settings)}, resume_path)
+        if ranks.is_main:
+            _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                              "settings": asdict(settings)}, resume_path)
         if board is not None:
             for key, value in row.items():
                 if key != "epoch":
@@ -197,4 +276,6 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
             raise NonFiniteLossError(f"non-finite mean loss in epoch {epoch + 1}")
     if board is not None:
         board.close()
+    if not ranks.is_main:
+        log.close()
     return history

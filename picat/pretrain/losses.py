@@ -53,3 +53,60 @@ def local_infonce(points: Tensor, image_cells: Tensor, cells: Tensor, valid: Ten
     targets = objects * n_cells + cells[valid]  # index into the m * G negatives
     logits = queries @ image_cells.reshape(m * n_cells, dim).T / temperature
     return F.cross_entropy(logits, targets)
+
+
+def global_infonce_terms(points: Tensor, images: Tensor, temperature: float, first_positive: int = 0) -> Tensor:
+    """Eq. 3 for a slice of the batch: the summed loss of ``points``' rows against all ``images``.
+
+    For data-parallel training: a rank holds the point embeddings of its slice of the
+    global batch and the gathered image embeddings of the whole global batch.
+
+    Args:
+        points: (m, d) this slice's point embeddings.
+        images: (M, d) every image embedding of the global batch, M >= m (the negatives).
+        first_positive: row of ``images`` that is the positive of ``points`` row 0 (row k's is
+            ``first_positive + k``).
+
+    Returns:
+        Scalar sum (not mean) of the m rows' losses; the global-batch loss is the sum over
+        all slices divided by M.
+    """
+    if points.ndim != 2 or images.ndim != 2 or points.shape[1] != images.shape[1]:
+        raise ValueError(f"points (m, d) and images (M, d) must share d, got {tuple(points.shape)} and {tuple(images.shape)}")
+    if not 0 <= first_positive <= len(images) - len(points):
+        raise ValueError(f"positives {first_positive}..{first_positive + len(points) - 1} lie outside the {len(images)} images")
+    logits = points @ images.T / temperature
+    targets = torch.arange(first_positive, first_positive + len(points), device=points.device)
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def local_infonce_terms(points: Tensor, image_cells: Tensor, cells: Tensor, valid: Tensor, temperature: float,
+                        first_object: int = 0) -> tuple[Tensor, Tensor]:
+    """Eq. 1-2 for a slice of the batch: summed loss of its valid local embeddings, and their count.
+
+    Args:
+        points: (m, L, d) this slice's local point embeddings.
+        image_cells: (M, G, d) every object's image cells in the global batch (the negatives).
+        cells, valid: (m, L) as in :func:`local_infonce`.
+        first_object: the global-batch row of this slice's object 0.
+
+    Returns:
+        (sum of the valid embeddings' losses, number of valid embeddings as a long tensor).
+        The global-batch loss is the sum over slices divided by the total count. With no
+        valid embedding the sum is 0 but still depends on ``points`` and ``image_cells``, so
+        every rank's backward reaches the same collectives and parameters.
+    """
+    m, n_local, dim = points.shape
+    if image_cells.ndim != 3 or image_cells.shape[2] != dim or not 0 <= first_object <= image_cells.shape[0] - m:
+        raise ValueError(f"image_cells must be (M >= {first_object + m}, G, d={dim}), got {tuple(image_cells.shape)}")
+    if cells.shape != (m, n_local) or valid.shape != (m, n_local):
+        raise ValueError(f"cells and valid must be (m, L) = {(m, n_local)}, got {tuple(cells.shape)}, {tuple(valid.shape)}")
+    n_cells = image_cells.shape[1]
+    queries = points[valid]
+    count = valid.sum()
+    if len(queries) == 0:
+        return (points.sum() + image_cells.sum()) * 0.0, count
+    objects = torch.arange(first_object, first_object + m, device=points.device)[:, None].expand(m, n_local)[valid]
+    targets = objects * n_cells + cells[valid]
+    logits = queries @ image_cells.reshape(-1, dim).T / temperature
+    return F.cross_entropy(logits, targets, reduction="sum"), count

@@ -4,6 +4,9 @@ Writes into the checkpoint's folder: ``resume.pt`` after every epoch (a restarte
 continues from it; removed once the run is complete), and at the end ``checkpoint.pt`` (the backbone's state_dict plus
 metadata: variant, seed, suite, the image backbone and weights whose features it learned
 from, settings, per-epoch history, trainable parameter counts) and ``log.csv``.
+
+Under torchrun every rank calls :func:`run_pretraining`; rank 0 alone writes files (see
+:mod:`picat.pretrain.distributed` for how the global batch is split).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from picat.config import pretrain_run_settings
 from picat.models.factory import backbone_checkpoint, build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.data import ShardObjects
+from picat.pretrain.distributed import SINGLE, Ranks
 from picat.pretrain.engine import RESUME_FILE, TrainSettings, pick_device, train
 from picat.pretrain.model import PicAtPoint, VariantSettings
 
@@ -45,14 +49,19 @@ def count_trainable(module: torch.nn.Module) -> int:
 
 def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, output: Path, backbone_name: str,
                     variant: str, seed: int, settings: dict[str, Any], up_axis: str, suite: str,
-                    image_backbone: dict[str, str] | None = None, device: str = "auto",
-                    stop_after_epochs: int | None = None, log: TextIO = sys.stderr) -> Path | None:
+                    image_backbone: dict[str, str] | None = None, device: str | torch.device = "auto",
+                    stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
+                    ranks: Ranks = SINGLE) -> Path | None:
     """Pre-train one backbone; returns the checkpoint path (None when stopped early).
 
     Args:
         features: the encode caches of ``shards``; None to run the frozen 2D backbone
             (``image_backbone`` = {"name", "weights"}) on the renders in every step.
         settings: the suite's ``pretrain`` config block.
+        device: this process's device (under torchrun, the one
+            :func:`picat.pretrain.distributed.init_distributed` picked for the rank).
+        ranks: this process's place in a data-parallel run; ``settings["batch_size"]`` is
+            the global batch.
     """
     variant_settings = VariantSettings.of(variant)
     options = dict(settings[backbone_name])
@@ -75,15 +84,24 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
                "latent_dim": settings["latent_dim"], "pose_dim": settings["pose_dim"], "image_backbone": image_description},
     )
     dataset = ShardObjects(shards, features, settings["n_points"], normals=variant_settings.normals)
-    print(f"[pretrain] {backbone_name}/{variant}/seed {seed}: {len(dataset)} objects, "
-          f"{count_trainable(backbone) / 1e6:.2f} M backbone parameters, image features {image_description.get('name')} "
-          f"({image_description.get('weights')}), device {pick_device(device)}", file=log, flush=True)
+    if ranks.is_main:
+        parallel = ""
+        if ranks.distributed:
+            parallel = (f", {ranks.world_size} processes x {ranks.per_rank_batch(train_settings.batch_size)} objects "
+                        f"= global batch {train_settings.batch_size}")
+        print(f"[pretrain] {backbone_name}/{variant}/seed {seed}: {len(dataset)} objects, "
+              f"{count_trainable(backbone) / 1e6:.2f} M backbone parameters, image features {image_description.get('name')} "
+              f"({image_description.get('weights')}), device {pick_device(device)}{parallel}", file=log, flush=True)
     output = Path(output)
     history = train(model, dataset, train_settings, output.parent, image_encoder=encoder, device=pick_device(device),
-                    stop_after_epochs=stop_after_epochs, log=log)
+                    stop_after_epochs=stop_after_epochs, log=log, ranks=ranks)
     if len(history) < settings["epochs"]:
-        print(f"[pretrain] stopped after epoch {len(history)} of {settings['epochs']}; run again to resume", file=log)
+        if ranks.is_main:
+            print(f"[pretrain] stopped after epoch {len(history)} of {settings['epochs']}; run again to resume", file=log)
         return None
+    if not ranks.is_main:
+        ranks.barrier()  # return once rank 0 has written the checkpoint
+        return output
     metadata = {
         "variant": variant, "seed": seed, "suite": suite, "image_backbone": image_description,
         "settings": pretrain_run_settings(settings, backbone_name),
@@ -108,4 +126,5 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
     # The run is complete: its resume state (optimiser moments included) is no longer needed.
     (output.parent / RESUME_FILE).unlink(missing_ok=True)
     print(f"[pretrain] wrote {output}", file=log, flush=True)
+    ranks.barrier()
     return output

@@ -23,8 +23,12 @@ if SETTINGS["corpus"]["kind"] != "demo" and not Path(SETTINGS["corpus"]["root"])
 RENDER_ENV = config["render_env"]
 RENDER_ENV_STAMP = f"{RENDER_ENV}/picat-render-env.json"
 # The Python running Snakemake has picat installed; calling it directly does not depend on
-# the user's PATH (e.g. `.venv/bin/snakemake` without an activated venv).
+# the user's PATH (e.g. `.venv/bin/snakemake` without an activated venv). Under
+# `--software-deployment-method conda` a job runs the `python` of its rule's conda env
+# (envs/picat.yaml) with this checkout on PYTHONPATH.
 PICAT = f"{shlex.quote(sys.executable)} -m picat"
+if "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}:
+    PICAT = f"PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} python -m picat"
 
 
 wildcard_constraints:

@@ -75,6 +75,8 @@ rule standins:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/picat.yaml"
     params:
         settings=lambda w: as_json(config[w.suite]["standins"]),
     shell:
@@ -91,10 +93,12 @@ rule svm_pretrained:
         "results/logs/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.tsv"
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
-        mem_mb=6000,
-        runtime=lambda w: 30 if w.suite == "demo" else 120,
+        mem_mb=lambda w: 6000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 30 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
     params:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
         settings=lambda w: as_json(svm_settings(w.suite)),
@@ -113,10 +117,12 @@ rule svm_random:
         "results/logs/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.tsv"
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
-        mem_mb=6000,
-        runtime=lambda w: 30 if w.suite == "demo" else 120,
+        mem_mb=lambda w: 6000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 30 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
     params:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
         settings=lambda w: as_json(svm_settings(w.suite)),
@@ -151,11 +157,13 @@ rule finetune:
         "results/benchmarks/{suite}/finetune/{benchmark}_pointnext_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w: 8000 if w.suite == "demo" else 16000,
         runtime=lambda w: 60 if w.suite == "demo" else 12 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
+    conda:
+        "../../envs/picat.yaml"
     params:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
         settings=lambda w: as_json({k: v for k, v in config[w.suite]["downstream"]["finetune"].items()

@@ -30,10 +30,12 @@ rule encode:
         "results/logs/{suite}/encode/{shard}.log",
     benchmark:
         "results/benchmarks/{suite}/encode/{shard}.tsv"
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda w: 4000 if w.suite == "demo" else 12000,
+        runtime=lambda w: 60 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
     params:
         image_backbone=lambda w: as_json(config[w.suite]["image_backbone"]),
         batch_size=lambda w: config[w.suite]["encode"]["batch_size"],
@@ -54,11 +56,15 @@ rule pretrain_run:
         "results/logs/{suite}/pretrain/{backbone}_{variant}_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/pretrain/{backbone}_{variant}_seed{seed}.tsv"
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
-        mem_mb=8000,
+        # Shards and feature caches are read lazily: a fixed part (model, batches, the 2D
+        # heads), 2 GB per data-loader worker, and 64 MB of per-shard index and HDF5 cache.
+        mem_mb=lambda w, input: 6000 + 2000 * config[w.suite]["pretrain"]["num_workers"] + 64 * len(input.shards),
         runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
+    conda:
+        "../../envs/picat.yaml"
     params:
         # Only what this run depends on: adding a seed or a variant leaves finished runs alone.
         settings=lambda w: as_json(pretrain_run_settings(config[w.suite]["pretrain"], w.backbone)),
@@ -67,7 +73,7 @@ rule pretrain_run:
         "{PICAT} pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
         "--backbone {wildcards.backbone} --variant {wildcards.variant} --seed {wildcards.seed} "
         "--settings {params.settings} --up-axis {params.up_axis} --suite {wildcards.suite} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--threads {threads} --nproc {resources.gpu} > {log:q} 2>&1"
 
 
 # Target: every pre-training run of the selected suite (`snakemake --cores 2 pretrain`).

@@ -13,6 +13,8 @@ rule render_env:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/picat.yaml"
     params:
         env_dir=RENDER_ENV,
     shell:

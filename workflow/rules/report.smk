@@ -1,5 +1,6 @@
 # Collation: every downstream record -> results/tables.csv (long form), results/tables/table*.csv
 # (shaped like the paper's) and Figure 2; Figure 4 (segmentation.smk) is built alongside.
+# All of them are marked for `snakemake --report results/report.html` (captions: workflow/report/).
 
 
 def downstream_results(suite: str) -> list[str]:
@@ -11,10 +12,14 @@ rule tables:
         results=downstream_results(SUITE),
         # Built with the tables so that one target gives every table and figure.
         figure4=figure4_targets(SUITE),
+    # report(...) puts the tables and Figure 2 into `snakemake --report results/report.html`.
     output:
-        long="results/tables.csv",
-        tables=directory("results/tables"),
-        figure2="results/figures/figure2.png",
+        long=report("results/tables.csv", caption="../report/tables_long.rst", category="Tables",
+                    labels={"table": "all tables (long form)", "file": "tables.csv"}),
+        tables=report(directory("results/tables"), patterns=["{name}.csv"], caption="../report/tables.rst",
+                      category="Tables", labels={"table": "{name}", "file": "{name}.csv"}),
+        figure2=report("results/figures/figure2.png", caption="../report/figure2.rst", category="Figures",
+                       labels={"figure": "Figure 2", "backbone": "all"}),
     log:
         "results/logs/tables.log",
     benchmark:

@@ -88,6 +88,8 @@ rule seg_standins:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/picat.yaml"
     params:
         settings=lambda w: as_json(config[w.suite]["seg_standins"]),
     shell:
@@ -107,6 +109,8 @@ rule s3dis_convert:
     resources:
         mem_mb=8000,
         runtime=lambda w: 10 if w.suite == "demo" else 120,
+    conda:
+        "../../envs/picat.yaml"
     params:
         raw=lambda w: dataset_spec(w.suite, "s3dis")["root"],
     shell:
@@ -125,11 +129,13 @@ rule partseg:
         "results/benchmarks/{suite}/partseg/shapenetpart_dgcnn_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
-        mem_mb=8000,
+        mem_mb=lambda w: 8000 if w.suite == "demo" else 16000,
         runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
+    conda:
+        "../../envs/picat.yaml"
     params:
         dataset=lambda w: as_json(dataset_spec(w.suite, "shapenetpart")),
         settings=lambda w: as_json(run_settings(w.suite, "partseg")),
@@ -151,11 +157,13 @@ rule semseg:
         "results/benchmarks/{suite}/semseg/s3dis_pointnext_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: 2
+    threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
         mem_mb=lambda w: 6000 if w.suite == "demo" else 32000,
         runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
+    conda:
+        "../../envs/picat.yaml"
     params:
         settings=lambda w: as_json(run_settings(w.suite, "semseg")),
         backbone=segmentation_backbone_args("pointnext"),
@@ -176,7 +184,8 @@ rule figure4:
         shards=lambda w: shard_files(SimpleNamespace(suite=SUITE)),
         features=lambda w: feature_files(SimpleNamespace(suite=SUITE)),
     output:
-        png="results/figures/figure4_{backbone}.png",
+        png=report("results/figures/figure4_{backbone}.png", caption="../report/figure4.rst", category="Figures",
+                   labels={"figure": "Figure 4", "backbone": "{backbone}"}),
         summary="results/figures/figure4_{backbone}.json",
     log:
         "results/logs/figure4_{backbone}.log",
@@ -186,6 +195,8 @@ rule figure4:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../../envs/picat.yaml"
     params:
         n_objects=lambda w: config[SUITE]["figure4"]["n_objects"],
         seed=lambda w: config[SUITE]["figure4"]["seed"],

@@ -1,5 +1,6 @@
 # The data half of the DAG: corpus listing -> render (BlenderProc) -> sample & pack (HDF5).
 from pathlib import Path
+from types import SimpleNamespace
 
 
 checkpoint corpus:
@@ -11,8 +12,10 @@ checkpoint corpus:
         "results/benchmarks/{suite}/corpus.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=lambda w: 2000 if w.suite == "demo" else 4000,
         runtime=60,
+    conda:
+        "../../envs/picat.yaml"
     params:
         corpus=lambda w: as_json(config[w.suite]["corpus"]),
         objects_per_shard=lambda w: config[w.suite]["shards"]["objects_per_shard"],
@@ -33,8 +36,14 @@ rule render:
         "results/benchmarks/{suite}/render/{shard}.tsv"
     threads: lambda w: config[w.suite]["render"]["threads"]
     resources:
-        mem_mb=6000,
-        runtime=lambda w: 240 if config[w.suite]["render"]["engine"] == "cycles" else 60,
+        # Blender renders one object at a time into the HDF5 file; a little per object on top.
+        mem_mb=lambda w: 6000 + 4 * config[w.suite]["shards"]["objects_per_shard"],
+        # 20 views per object at 3 s (Cycles) or 0.5 s (Workbench) a view, with margin,
+        # plus Blender's start-up: paper 515 min for 500 objects, demo 21 min for 40.
+        runtime=lambda w: 15 + config[w.suite]["shards"]["objects_per_shard"] * 20
+        * (6 if config[w.suite]["render"]["engine"] == "cycles" else 1) // 120,
+    conda:
+        "../../envs/picat.yaml"
     params:
         render=lambda w: as_json(config[w.suite]["render"]),
         up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
@@ -56,8 +65,11 @@ rule pack:
         "results/benchmarks/{suite}/pack/{shard}.tsv"
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=60,
+        # Packs object by object; margin for the per-object arrays and HDF5 chunk caches.
+        mem_mb=lambda w: 2000 + 8 * config[w.suite]["shards"]["objects_per_shard"],
+        runtime=lambda w: 30 if w.suite == "demo" else 120,
+    conda:
+        "../../envs/picat.yaml"
     params:
         n_points=lambda w: config[w.suite]["sampling"]["n_points"],
         seed=lambda w: config[w.suite]["sampling"]["seed"],
@@ -77,8 +89,10 @@ rule shard_index:
         "results/benchmarks/{suite}/shard_index.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=lambda w: 1000 if w.suite == "demo" else 4000,
+        runtime=lambda w: 10 if w.suite == "demo" else 60,
+    conda:
+        "../../envs/picat.yaml"
     shell:
         "{PICAT} index --out {output:q} {input:q} > {log:q} 2>&1"
 
@@ -87,4 +101,6 @@ rule shard_index:
 rule shards:
     input:
         f"results/shards/{SUITE}/index.json",
+        # The shard files too, so that a deleted shard is rebuilt (and only what reads it reruns).
+        lambda w: expand("results/shards/{suite}/{shard}.h5", suite=SUITE, shard=shard_names(SimpleNamespace(suite=SUITE))),
     default_target: False
