@@ -147,7 +147,7 @@ def test_slurm_profile_requests_a_gpu_for_pretraining(slurm_submissions):
     assert sbatch["-A"] == settings["default-resources"]["slurm_account"]
     assert sbatch["--gpus"] == "1"
     assert sbatch["-t"] == "60"                       # demo: 60 min (paper: 24 h)
-    assert sbatch["--mem"] == str(6000 + 64 * 1)      # demo: no loader workers, one shard
+    assert sbatch["--mem"] == str(6000 + 8 * 1)       # demo: no loader workers, one shard
     assert sbatch["--cpus-per-task"] == "2"
     assert "rule_pretrain_run" in sbatch["--comment"]
     assert "--executor slurm-jobstep" in sbatch["--wrap"] and PRETRAIN_TARGET not in sbatch.get("-D", "")
@@ -203,7 +203,7 @@ def test_paper_suite_resources_per_rule(tmp_path):
         jobs.setdefault(rule, (threads, resources))
     threads, res = jobs["pretrain_run"]
     assert threads == 8 and res["gpu"] == "1" and res["slurm_partition"] == "gpu"
-    assert res["runtime"] == str(24 * 60) and res["mem_mb"] == str(6000 + 2000 * 4 + 64 * 100)
+    assert res["runtime"] == str(24 * 60) and res["mem_mb"] == str(6000 + 2000 * 4 + 8 * 100)
     threads, res = jobs["render"]
     assert threads == 4 and "gpu" not in res and res["slurm_partition"] == "cpu"
     assert res["runtime"] == str(15 + 500 * 20 * 6 // 120) and res["mem_mb"] == "8000"

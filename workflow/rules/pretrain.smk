@@ -59,8 +59,9 @@ rule pretrain_run:
     threads: lambda w: 2 if w.suite == "demo" else 8
     resources:
         # Shards and feature caches are read lazily: a fixed part (model, batches, the 2D
-        # heads), 2 GB per data-loader worker, and 64 MB of per-shard index and HDF5 cache.
-        mem_mb=lambda w, input: 6000 + 2000 * config[w.suite]["pretrain"]["num_workers"] + 64 * len(input.shards),
+        # heads), 2 GB per data-loader worker, and a few MB per open shard and cache (measured
+        # ~1-5 MB by benchmarks/pretrain_memory.py; README "Memory"), budgeted at 8 MB each.
+        mem_mb=lambda w, input: 6000 + 2000 * config[w.suite]["pretrain"]["num_workers"] + 8 * len(input.shards),
         runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
     conda:
