@@ -83,6 +83,7 @@ def test_semseg_scratch_scores_every_point_of_the_held_out_area(rooms, tmp_path)
     assert details["test"]["n_points"] == len(test_room.points)
     assert details["train_areas"] == [1] and details["test_area"] == 5
     assert details["transfer"]["counts"]["mismatched"] == 0
+    assert details["transfer"]["source"].startswith("random initialisation")
 
 
 def test_semseg_needs_the_test_area(rooms, tmp_path):

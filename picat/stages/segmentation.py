@@ -176,6 +176,8 @@ def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: s
     # A scratch run starts from the random encoder of the architecture pre-training trains
     # (random_spec's options), so both inits build the very same segmentation network.
     encoder, transfer = segmentation_encoder(source, seed=seed, **_encoder_options(encoder_options))
+    if init == "scratch":
+        transfer["source"] = f"random initialisation (seed {seed}) of the pre-training architecture: no pre-trained weights"
     torch.manual_seed(seed)  # the decoder's and head's initialisation
     model = PointNeXtSegmenter(encoder, len(S3DIS_CLASSES))
     where = pick_device(device)
