@@ -231,6 +231,18 @@ def _cmd_check_config(args: argparse.Namespace) -> None:
     print(f"{path}: valid")
 
 
+def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: str) -> None:
+    """The arguments every downstream run shares: settings, backbone source, seed, suite, output, device."""
+    command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
+    command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
+    command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
+    command.add_argument("--seed", type=int, required=True)
+    command.add_argument("--suite", required=True, choices=["demo", "paper"])
+    command.add_argument("--out", required=True, help=out_help)
+    command.add_argument("--device", default="auto")
+    command.add_argument("--threads", type=int, default=2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picat", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -313,14 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--benchmark", required=True)
         command.add_argument("--dataset", type=_json_arg, required=True, help="the benchmark's reader spec, as JSON")
-        command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
-        command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
-        command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
-        command.add_argument("--seed", type=int, required=True)
-        command.add_argument("--suite", required=True, choices=["demo", "paper"])
-        command.add_argument("--out", required=True, help="the result record (JSON) to write")
-        command.add_argument("--device", default="auto")
-        command.add_argument("--threads", type=int, default=2)
+        _add_run_arguments(command, name, "the result record (JSON) to write")
         command.set_defaults(run=_cmd_svm if name == "svm" else _cmd_finetune)
 
     command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")
@@ -340,14 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--dataset", type=_json_arg, required=True, help="ShapeNetPart's reader spec, as JSON")
         else:
             command.add_argument("--rooms", required=True, help="folder of converted Area_<k>_<room>.npy rooms")
-        command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
-        command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
-        command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
-        command.add_argument("--seed", type=int, required=True)
-        command.add_argument("--suite", required=True, choices=["demo", "paper"])
-        command.add_argument("--out", required=True, help="the result records (JSON list) to write")
-        command.add_argument("--device", default="auto")
-        command.add_argument("--threads", type=int, default=2)
+        _add_run_arguments(command, name, "the result records (JSON list) to write")
         command.set_defaults(run=_cmd_partseg if name == "partseg" else _cmd_semseg)
 
     command = commands.add_parser("figure4", help="Figure 4: local 2D-3D correspondence heatmaps of a checkpoint")

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from picat.datasets.shapenetpart import CATEGORY_PARTS, PartSegmentationSet
 from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.seg_metrics import part_segmentation_scores, restrict_to_parts
-from picat.downstream.settings import settings_from_block
+from picat.downstream.settings import check_training_settings, settings_from_block
 
 N_PARTS = 50
 _KEY = "downstream.partseg"
@@ -66,18 +66,9 @@ class PartSegSettings:
     grad_clip: float = 0.0  # 0 = no clipping, as antao's recipe
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_points"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{_KEY}.{name} must be a positive integer, got {value!r}")
+        check_training_settings(self, _KEY, ("epochs", "batch_size", "n_points"))
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"{_KEY}.optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"{_KEY}: need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"{_KEY}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-            raise ValueError(f"{_KEY}.scale_range must be [low, high] with 0 < low <= high, got {self.scale_range}")
         if self.translate < 0 or self.grad_clip < 0 or self.weight_decay < 0 or self.momentum < 0:
             raise ValueError(f"{_KEY}: translate, grad_clip, weight_decay and momentum must be >= 0")
 

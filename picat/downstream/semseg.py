@@ -44,7 +44,7 @@ from picat.datasets.s3dis import S3DIS_CLASSES, Room
 from picat.downstream.scenes import VoxelGrid, build_voxel_grid, crop_nearest, pad_by_resampling, whole_scene_subclouds
 from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.seg_metrics import confusion_matrix, scene_segmentation_scores
-from picat.downstream.settings import settings_from_block
+from picat.downstream.settings import check_training_settings, settings_from_block
 
 N_CLASSES = len(S3DIS_CLASSES)
 # S3DIS colour statistics (in [0, 1]) that PointNeXt's ChromaticNormalize standardises with.
@@ -75,18 +75,9 @@ class SemSegSettings:
     test_area: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "max_points", "crops_per_room", "test_area"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{_KEY}.{name} must be a positive integer, got {value!r}")
+        check_training_settings(self, _KEY, ("epochs", "batch_size", "max_points", "crops_per_room", "test_area"))
         if not self.voxel_size > 0:
             raise ValueError(f"{_KEY}.voxel_size must be positive (metres), got {self.voxel_size}")
-        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"{_KEY}: need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"{_KEY}.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-            raise ValueError(f"{_KEY}.scale_range must be [low, high] with 0 < low <= high, got {self.scale_range}")
         for name in ("auto_contrast", "color_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{_KEY}.{name} is a probability, got {getattr(self, name)}")

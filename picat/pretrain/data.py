@@ -106,13 +106,12 @@ class EpochSampler(Sampler):
     """Shuffled (object, view) pairs for one epoch, from a generator seeded by (seed, epoch).
 
     The order depends only on the seed, the epoch and the dataset size, so a resumed run
-    replays the same batches. With ``rank``/``world_size`` each process takes its strided
-    share of the epoch's order (for data-parallel training).
+    replays the same batches. Data-parallel ranks split each global batch of this order
+    (:class:`picat.pretrain.distributed.GlobalBatchSlices`).
     """
 
-    def __init__(self, n_objects: int, n_views: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        self.n_objects, self.n_views, self.seed = n_objects, n_views, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+    def __init__(self, n_objects: int, n_views: int, seed: int) -> None:
+        self.n_objects, self.n_views, self.seed, self.epoch = n_objects, n_views, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -121,8 +120,8 @@ class EpochSampler(Sampler):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n_objects, generator=generator)
         views = torch.randint(0, self.n_views, (self.n_objects,), generator=generator)
-        for position in range(self.rank, self.n_objects, self.world_size):
-            yield int(order[position]), int(views[order[position]])
+        for index in order.tolist():
+            yield index, int(views[index])
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n_objects, self.world_size))
+        return self.n_objects

@@ -256,8 +256,8 @@ def shutdown_distributed() -> None:
 class GlobalBatchSlices(Sampler):
     """This rank's slice of every full global batch of an epoch order.
 
-    ``order`` yields the epoch's items in single-process order (an :class:`EpochSampler`
-    with world_size 1). Global batch ``s`` is items ``[s B, (s+1) B)`` (an incomplete last
+    ``order`` yields the epoch's items in single-process order (an :class:`EpochSampler`).
+    Global batch ``s`` is items ``[s B, (s+1) B)`` (an incomplete last
     batch is dropped, as in a single-process run); rank ``r`` gets its items
     ``[r b, (r+1) b)``, b = B / W. Every rank therefore runs the same number of steps (a
     must: a rank with one step more would wait for the others forever), and the ranks'

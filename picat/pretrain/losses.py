@@ -21,9 +21,7 @@ def global_infonce(points: Tensor, images: Tensor, temperature: float) -> Tensor
     """
     if points.shape != images.shape or points.ndim != 2:
         raise ValueError(f"points and images must both be (m, d), got {tuple(points.shape)} and {tuple(images.shape)}")
-    logits = points @ images.T / temperature
-    targets = torch.arange(len(points), device=points.device)
-    return F.cross_entropy(logits, targets)
+    return global_infonce_terms(points, images, temperature) / len(points)
 
 
 def local_infonce(points: Tensor, image_cells: Tensor, cells: Tensor, valid: Tensor, temperature: float) -> Tensor:
@@ -40,19 +38,11 @@ def local_infonce(points: Tensor, image_cells: Tensor, cells: Tensor, valid: Ten
     Returns:
         Scalar mean loss over the valid local embeddings (0 with a zero gradient if none).
     """
-    m, n_local, dim = points.shape
+    m, _, dim = points.shape
     if image_cells.ndim != 3 or image_cells.shape[0] != m or image_cells.shape[2] != dim:
         raise ValueError(f"image_cells must be (m={m}, G, d={dim}), got {tuple(image_cells.shape)}")
-    if cells.shape != (m, n_local) or valid.shape != (m, n_local):
-        raise ValueError(f"cells and valid must be (m, L) = {(m, n_local)}, got {tuple(cells.shape)}, {tuple(valid.shape)}")
-    n_cells = image_cells.shape[1]
-    queries = points[valid]  # (V, d)
-    if len(queries) == 0:
-        return points.sum() * 0.0
-    objects = torch.arange(m, device=points.device)[:, None].expand(m, n_local)[valid]
-    targets = objects * n_cells + cells[valid]  # index into the m * G negatives
-    logits = queries @ image_cells.reshape(m * n_cells, dim).T / temperature
-    return F.cross_entropy(logits, targets)
+    total, count = local_infonce_terms(points, image_cells, cells, valid, temperature)
+    return total / count.clamp_min(1)
 
 
 def global_infonce_terms(points: Tensor, images: Tensor, temperature: float, first_positive: int = 0) -> Tensor:
@@ -107,6 +97,6 @@ def local_infonce_terms(points: Tensor, image_cells: Tensor, cells: Tensor, vali
     if len(queries) == 0:
         return (points.sum() + image_cells.sum()) * 0.0, count
     objects = torch.arange(first_object, first_object + m, device=points.device)[:, None].expand(m, n_local)[valid]
-    targets = objects * n_cells + cells[valid]
+    targets = objects * n_cells + cells[valid]  # index into the M * G negatives
     logits = queries @ image_cells.reshape(-1, dim).T / temperature
     return F.cross_entropy(logits, targets, reduction="sum"), count

@@ -24,7 +24,6 @@ from picat.datasets import (
     S3DIS_CLASSES,
     DatasetError,
     PartSegmentationSet,
-    Room,
     convert_room,
     converted_rooms,
     raw_rooms,
@@ -105,19 +104,14 @@ def convert_s3dis(raw_root: Path, out_dir: Path, log: TextIO = sys.stderr) -> di
     return summary
 
 
-def read_rooms(rooms_dir: Path, areas: list[int]) -> list[Room]:
-    """The converted rooms of ``areas``."""
-    return [read_room(path) for path in converted_rooms(Path(rooms_dir), areas)]
-
-
 def _write(protocol: str, benchmark: str, backbone: str, metrics: dict[str, float], details: dict[str, Any],
            output: Path, suite: str, seed: int, init: str, variant: str | None, metadata: dict | None,
            checkpoint: Path | None) -> list[dict[str, Any]]:
     records = make_records(
         metrics, protocol=protocol, benchmark=benchmark, backbone=backbone, variant=variant, init=init, seed=seed,
         suite=suite, image_backbone=None if metadata is None else image_weights_label(metadata),
-        trainable_pretrain_params=trainable_pretrain_params(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
-        details=_json_safe(details))
+        trainable_pretrain_params=trainable_pretrain_params(metadata),
+        checkpoint=None if checkpoint is None else str(checkpoint), details=_json_safe(details))
     write_records(records, output)
     return records
 
@@ -165,14 +159,15 @@ def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: s
     if not isinstance(source, PointNeXtEncoder):
         raise ValueError(f"scene segmentation (Table 5) uses PointNeXt-S, got a {source.picat_metadata['backbone']} "
                          "backbone")
-    all_rooms = converted_rooms(Path(rooms_dir))
-    areas = sorted({_area_of(path) for path in all_rooms})
+    rooms = [read_room(path) for path in converted_rooms(Path(rooms_dir))]
+    areas = sorted({room.area for room in rooms})
     if scene.test_area not in areas:
         raise DatasetError(f"{rooms_dir}: no room of the held-out test area {scene.test_area} (areas present: {areas})")
     train_areas = [area for area in areas if area != scene.test_area]
     if not train_areas:
         raise DatasetError(f"{rooms_dir}: only the test area {scene.test_area} is present; nothing to train on")
-    train_rooms, test_rooms = read_rooms(rooms_dir, train_areas), read_rooms(rooms_dir, [scene.test_area])
+    train_rooms = [room for room in rooms if room.area != scene.test_area]
+    test_rooms = [room for room in rooms if room.area == scene.test_area]
     # A scratch run starts from the random encoder of the architecture pre-training trains
     # (random_spec's options), so both inits build the very same segmentation network.
     encoder, transfer = segmentation_encoder(source, seed=seed, **_encoder_options(encoder_options))
@@ -216,7 +211,3 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _json_safe(value.tolist())
     return value
-
-
-def _area_of(path: Path) -> int:
-    return int(Path(path).name.split("_")[1])
