@@ -20,9 +20,9 @@ include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/report.smk"
 
 
+# Everything the selected suite makes (common.smk's final_targets): shards, pre-training
+# runs, the tables and both figures.
 rule all:
     default_target: True
     input:
-        rules.shards.input,
-        rules.pretrain.input,
-        rules.tables.output.long,
+        final_targets,

@@ -220,7 +220,7 @@ def _cmd_tables(args: argparse.Namespace) -> None:
     from picat.stages.tables import collate
 
     collate([Path(path) for path in args.results], Path(args.out), Path(args.tables_dir), Path(args.figure2),
-            args.paper_suite)
+            args.paper_suite, figure4_summaries=[Path(path) for path in args.figure4])
 
 
 def _cmd_check_config(args: argparse.Namespace) -> None:
@@ -364,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--out", required=True, help="results/tables.csv")
     command.add_argument("--tables-dir", required=True, help="folder for table1.csv ...")
     command.add_argument("--figure2", required=True, help="Figure 2 PNG")
+    command.add_argument("--figure4", nargs="*", default=[],
+                         help="Figure 4 summary JSONs (picat figure4 --summary), collated into figure4.csv")
     command.add_argument("--paper-suite", type=_json_arg, required=True,
                          help='{"pretrain", "image_backbone"} of the paper suite (to count its trainable parameters)')
     command.set_defaults(run=_cmd_tables)

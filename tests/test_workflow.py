@@ -24,28 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.workflow
 
 
+TINY_DEMO = Path(__file__).with_name("workflow_tiny_demo.yaml")
+
+
 def tiny_config(render_env: Path) -> dict:
+    """config.yaml with its demo block replaced by the tiny one in ``workflow_tiny_demo.yaml``."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["render_env"] = str(render_env)
-    demo = config["demo"]
-    demo["corpus"].update(n_objects=6, seed=1)
-    demo["render"].update(resolution=224, threads=2)
-    demo["sampling"].update(n_points=256)
-    demo["shards"].update(objects_per_shard=4)
-    demo["pretrain"].update(runs={"dgcnn": ["full"], "pointnext": ["full"]}, seeds=[0], epochs=2, batch_size=3,
-                            n_points=128, latent_dim=16, dgcnn={"k": 4, "emb_dims": 32, "local_centres": 16},
-                            pointnext={"width": 8, "nsample": 8})
-    demo["standins"].update(train_per_category=2, test_per_category=1, n_points=128)
-    demo["downstream"]["svm"].update(benchmarks={"modelnet40": ["full"], "scanobjectnn_obj_bg": ["full"]}, n_points=128)
-    demo["downstream"]["finetune"].update(benchmarks=["scanobjectnn_obj_bg"], seeds=[0], epochs=1, batch_size=4,
-                                          n_points=64)
-    demo["seg_standins"].update(part={"train_per_category": 2, "test_per_category": 1, "n_points": 64,
-                                      "categories": ["chair", "mug"]},
-                                rooms={"areas": [1, 5], "rooms_per_area": 1, "points_per_m2": 10})
-    demo["downstream"]["partseg"].update(seeds=[0], epochs=1, batch_size=2, n_points=48, k=4)
-    demo["downstream"]["semseg"].update(seeds=[0], epochs=1, batch_size=2, voxel_size=0.25, max_points=256,
-                                        crops_per_room=2)
-    demo["figure4"].update(n_objects=2)
+    config["demo"] = yaml.safe_load(TINY_DEMO.read_text())["demo"]
     return config
 
 
@@ -140,7 +126,8 @@ def test_tables_collate_every_downstream_run(workflow_run):
     row = measured[(measured["table"] == "table1") & (measured["benchmark"] == "modelnet40") & (measured["init"] == "pic@point")]
     assert row["paper_value"].tolist() == [92.5] and 0 <= row["value"].iloc[0] <= 100
     assert (long["n_runs"].isna() & long["paper_value"].notna()).any()  # the paper's other methods
-    assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == [f"table{i}.csv" for i in range(1, 6)]
+    assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == [
+        "figure4.csv", *[f"table{i}.csv" for i in range(1, 6)]]
     assert (workflow_run / "results/figures/figure2.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -11,7 +11,9 @@ import torch
 from picat.models.factory import build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.model import PicAtPoint
+from picat.atomic import atomic_path
 from picat.report.figure2 import plot_figure2
+from picat.report.figure4_table import figure4_rows
 from picat.report.results import load_results, summarise
 from picat.report.tables import write_summary_tables
 
@@ -31,13 +33,17 @@ def paper_configuration_parameters(paper_suite: dict[str, Any]) -> int:
 
 
 def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figure2: Path, paper_suite: dict[str, Any],
-            log: TextIO = sys.stderr) -> None:
-    """Write the long table, the paper-shaped tables and Figure 2 from ``result_paths``."""
+            figure4_summaries: Sequence[Path] = (), log: TextIO = sys.stderr) -> None:
+    """Write the long table, the paper-shaped tables and Figure 2 from ``result_paths``, and
+    ``figure4.csv`` (the exemplar ranks) from ``figure4_summaries`` when there are any."""
     if not result_paths:
         raise ValueError("no result files to collate")
     summary = summarise(load_results(result_paths))
     write_summary_tables(summary, out_long, tables_dir)
     parameters = paper_configuration_parameters(paper_suite)
     plot_figure2(summary, figure2, parameters)
+    if figure4_summaries:
+        with atomic_path(Path(tables_dir) / "figure4.csv") as path:
+            figure4_rows(figure4_summaries).to_csv(path, index=False)
     print(f"[tables] {len(result_paths)} result records -> {out_long}, {tables_dir}/, {figure2} "
           f"(paper configuration: {parameters / 1e6:.2f} M trainable pre-training parameters)", file=log, flush=True)

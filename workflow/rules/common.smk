@@ -1,11 +1,14 @@
-# Shared helpers: config validation, the selected suite's settings, paths, and the command
-# that runs picat's entry points with this workflow's Python.
+# Shared by all rules: config validation, the selected suite's settings, how jobs run picat,
+# and every function the rules call (the other .smk files hold rules only).
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from picat.config import ConfigError, pretrain_run_settings, pretrain_runs, suite_settings, validate_config
+from picat.workflow_env import job_environment
 
 try:
     validate_config(config)
@@ -14,26 +17,36 @@ except ConfigError as error:
 
 SUITE = config["suite"]
 SETTINGS = suite_settings(config)
-# A missing dataset stops the run before any job starts, naming the path and the layout.
-if SETTINGS["corpus"]["kind"] != "demo" and not Path(SETTINGS["corpus"]["root"]).is_dir():
-    raise WorkflowError(
-        f"config key '{SUITE}.corpus.root': the {SETTINGS['corpus']['kind']} corpus folder "
-        f"{SETTINGS['corpus']['root']!r} does not exist (expected layouts: README, 'Real data')"
-    )
 RENDER_ENV = config["render_env"]
 RENDER_ENV_STAMP = f"{RENDER_ENV}/picat-render-env.json"
-# The Python running Snakemake has picat installed; calling it directly does not depend on
-# the user's PATH (e.g. `.venv/bin/snakemake` without an activated venv). Under
-# `--software-deployment-method conda` a job runs the `python` of its rule's conda env
-# (envs/picat.yaml) with this checkout on PYTHONPATH.
-PICAT = f"{shlex.quote(sys.executable)} -m picat"
-if "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}:
-    PICAT = f"PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}} python -m picat"
+
+# Every job runs `python -m picat ...`. The Python running Snakemake has picat installed; its
+# folder goes first on the jobs' PATH, so `.venv/bin/snakemake` works without an activated
+# venv. Under `--software-deployment-method conda` Snakemake puts the rule's env
+# (envs/picat.yaml) first instead, and this checkout on PYTHONPATH makes picat importable there.
+os.environ.update(job_environment(os.environ, sys.executable, workflow.basedir))
 
 
 wildcard_constraints:
     suite="demo|paper",
     shard=r"shard_\d{5}",
+    backbone="dgcnn|pointnext",
+    variant="full|no_local|no_global|no_pose|normals",
+    seed=r"[0-9]+",
+    benchmark="modelnet40|scanobjectnn_obj_bg|scanobjectnn_obj_only|scanobjectnn_pb_t50_rs",
+
+
+STANDINS_DIR = "results/datasets/{suite}"
+SEG_STANDINS_DIR = "results/seg_datasets/{suite}"
+S3DIS_ROOMS_DIR = "results/s3dis/{suite}/rooms"
+DATASET_SOURCES = {
+    "modelnet40": "ModelNet40 as the PointNet authors' modelnet40_ply_hdf5_2048 (or modelnet40_normal_resampled, "
+    "or the Princeton OFF meshes)",
+    "scanobjectnn": "ScanObjectNN's h5_files folder, from its authors after agreeing to their terms of use",
+    "shapenetpart": "ShapeNetPart's shapenetcore_partanno_segmentation_benchmark_v0_normal (or shapenet_part_seg_hdf5_data)",
+    "s3dis": "S3DIS's Stanford3dDataset_v1.2_Aligned_Version (format s3dis_raw) or its converted Area_<k>_<room>.npy "
+    "files (format s3dis_npy), from its authors after agreeing to their terms",
+}
 
 
 def as_json(value) -> str:
@@ -41,7 +54,190 @@ def as_json(value) -> str:
     return shlex.quote(json.dumps(value, sort_keys=True))
 
 
+def check_real_datasets() -> None:
+    """A missing real dataset stops the run before any job starts, naming the key, the path and the source."""
+    if SETTINGS["corpus"]["kind"] != "demo" and not Path(SETTINGS["corpus"]["root"]).is_dir():
+        raise WorkflowError(
+            f"config key '{SUITE}.corpus.root': the {SETTINGS['corpus']['kind']} corpus folder "
+            f"{SETTINGS['corpus']['root']!r} does not exist (expected layouts: docs/data-layouts.md)"
+        )
+    used = set()
+    if "standins" not in SETTINGS:
+        used |= set(SETTINGS["downstream"]["svm"]["benchmarks"]) | set(SETTINGS["downstream"]["finetune"]["benchmarks"])
+    if "seg_standins" not in SETTINGS:
+        used |= {"shapenetpart", "s3dis"}
+    for benchmark in sorted(used):
+        root = Path(SETTINGS["downstream"]["datasets"][benchmark]["root"])
+        if not root.is_dir():
+            raise WorkflowError(
+                f"config key '{SUITE}.downstream.datasets.{benchmark}.root': the folder {str(root)!r} does not exist; "
+                f"expected {DATASET_SOURCES[benchmark.split('_')[0]]} (layouts: docs/data-layouts.md)"
+            )
+
+
+check_real_datasets()
+
+
+# --- shards ---------------------------------------------------------------------------------
+
+
 def shard_names(wildcards) -> list[str]:
     """Shard names of the suite, known once the corpus checkpoint has run."""
     corpus_dir = checkpoints.corpus.get(suite=wildcards.suite).output[0]
     return sorted(path.stem for path in Path(corpus_dir, "shards").glob("shard_*.tsv"))
+
+
+def shard_files(wildcards) -> list[str]:
+    return expand("results/shards/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
+
+
+def feature_files(wildcards) -> list[str]:
+    return expand("results/features/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
+
+
+def suite_shard_files(wildcards) -> list[str]:
+    """The selected suite's shards (for targets without a suite wildcard)."""
+    return shard_files(SimpleNamespace(suite=SUITE))
+
+
+def suite_feature_files(wildcards) -> list[str]:
+    return feature_files(SimpleNamespace(suite=SUITE))
+
+
+# --- pre-training ---------------------------------------------------------------------------
+
+
+def pretrain_targets(suite: str) -> list[str]:
+    return [
+        f"results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt"
+        for backbone, variant, seed in pretrain_runs(config[suite]["pretrain"])
+    ]
+
+
+# --- downstream -----------------------------------------------------------------------------
+
+
+def dataset_spec(suite: str, benchmark: str) -> dict:
+    return config[suite]["downstream"]["datasets"][benchmark]
+
+
+def dataset_input(wildcards) -> list[str]:
+    """The stand-in datasets for a suite that builds them (demo); nothing for real datasets."""
+    return [STANDINS_DIR.format(suite=wildcards.suite)] if "standins" in config[wildcards.suite] else []
+
+
+def seg_dataset_input(wildcards) -> list[str]:
+    """The segmentation stand-ins for a suite that builds them (demo); nothing for real datasets."""
+    return [SEG_STANDINS_DIR.format(suite=wildcards.suite)] if "seg_standins" in config[wildcards.suite] else []
+
+
+def s3dis_rooms_input(wildcards) -> str:
+    """Converted rooms: made by the s3dis_convert rule from the raw layout, or given as .npy files."""
+    spec = dataset_spec(wildcards.suite, "s3dis")
+    return S3DIS_ROOMS_DIR.format(suite=wildcards.suite) if spec["format"] == "s3dis_raw" else spec["root"]
+
+
+def random_spec(suite: str, backbone: str) -> dict:
+    """Random-init baselines use the architecture that pre-training trains."""
+    return {
+        "backbone": backbone,
+        "options": config[suite]["pretrain"][backbone],
+        "up_axis": config[suite]["corpus"]["up_axis"],
+    }
+
+
+def run_settings(suite: str, protocol: str, listing: tuple[str, ...] = ("variants", "seeds")) -> dict:
+    """How a run trains or fits (not which runs exist): changing the run lists reruns nothing."""
+    return {k: v for k, v in config[suite]["downstream"][protocol].items() if k not in listing}
+
+
+def source_checkpoint(backbone: str):
+    """Input function: the Pic@Point checkpoint a run starts from (none from scratch)."""
+
+    def inputs(wildcards) -> list[str]:
+        if wildcards.source == "scratch":
+            return []
+        return [f"results/pretrain/{wildcards.suite}/{backbone}/{wildcards.source}/seed{wildcards.seed}/checkpoint.pt"]
+
+    return inputs
+
+
+def source_arguments(backbone: str):
+    """Params function: --checkpoint, or --random with the architecture pre-training trains."""
+
+    def arguments(wildcards, input) -> str:
+        if wildcards.source == "scratch":
+            return f"--random {as_json(random_spec(wildcards.suite, backbone))}"
+        return f"--checkpoint {shlex.quote(input.checkpoint[0])}"
+
+    return arguments
+
+
+def svm_targets(suite: str) -> list[str]:
+    svm = config[suite]["downstream"]["svm"]
+    return [
+        f"results/downstream/{suite}/svm/{benchmark}/{svm['backbone']}_{source}/seed{seed}.json"
+        for benchmark, variants in svm["benchmarks"].items()
+        for seed in config[suite]["pretrain"]["seeds"]
+        for source in ["random", *variants]
+    ]
+
+
+def finetune_targets(suite: str) -> list[str]:
+    finetune = config[suite]["downstream"]["finetune"]
+    return expand(
+        "results/downstream/{suite}/finetune/{benchmark}/pointnext_{source}/seed{seed}.json",
+        suite=suite,
+        benchmark=finetune["benchmarks"],
+        source=["scratch", "full"],
+        seed=finetune["seeds"],
+    )
+
+
+def partseg_targets(suite: str) -> list[str]:
+    partseg = config[suite]["downstream"]["partseg"]
+    return expand(
+        "results/downstream/{suite}/partseg/shapenetpart/dgcnn_{source}/seed{seed}.json",
+        suite=suite,
+        source=["scratch", *partseg["variants"]],
+        seed=partseg["seeds"],
+    )
+
+
+def semseg_targets(suite: str) -> list[str]:
+    semseg = config[suite]["downstream"]["semseg"]
+    return expand(
+        "results/downstream/{suite}/semseg/s3dis/pointnext_{source}/seed{seed}.json",
+        suite=suite,
+        source=["scratch", *semseg["variants"]],
+        seed=semseg["seeds"],
+    )
+
+
+def downstream_results(suite: str) -> list[str]:
+    return svm_targets(suite) + finetune_targets(suite) + partseg_targets(suite) + semseg_targets(suite)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def figure4_checkpoint(wildcards) -> str:
+    figure4 = config[SUITE]["figure4"]
+    return f"results/pretrain/{SUITE}/{wildcards.backbone}/{figure4['variant']}/seed{figure4['seed']}/checkpoint.pt"
+
+
+def figure4_summaries(suite: str) -> list[str]:
+    return [f"results/figures/figure4_{backbone}.json" for backbone in config[suite]["figure4"]["backbones"]]
+
+
+def final_targets(wildcards) -> list[str]:
+    """Everything the selected suite makes: its shards, pre-training runs, the tables and both figures."""
+    figures = [f"results/figures/figure4_{backbone}.png" for backbone in config[SUITE]["figure4"]["backbones"]]
+    return [
+        f"results/shards/{SUITE}/index.json",
+        *suite_shard_files(wildcards),
+        *pretrain_targets(SUITE),
+        "results/tables.csv",
+        "results/figures/figure2.png",
+        *figures,
+    ]

@@ -2,25 +2,6 @@
 # then one job per (backbone, variant, seed).
 
 
-wildcard_constraints:
-    backbone="dgcnn|pointnext",
-    variant="full|no_local|no_global|no_pose|normals",
-    seed=r"\d+",
-
-
-def shard_files(wildcards) -> list[str]:
-    return expand("results/shards/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
-
-
-def feature_files(wildcards) -> list[str]:
-    return expand("results/features/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
-
-
-def pretrain_targets(suite: str) -> list[str]:
-    return [f"results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt"
-            for backbone, variant, seed in pretrain_runs(config[suite]["pretrain"])]
-
-
 rule encode:
     input:
         "results/shards/{suite}/{shard}.h5",
@@ -41,7 +22,7 @@ rule encode:
         batch_size=lambda w: config[w.suite]["encode"]["batch_size"],
         dtype=lambda w: config[w.suite]["encode"]["dtype"],
     shell:
-        "{PICAT} encode --shard {input:q} --out {output:q} --image-backbone {params.image_backbone} "
+        "python -m picat encode --shard {input:q} --out {output:q} --image-backbone {params.image_backbone} "
         "--batch-size {params.batch_size} --dtype {params.dtype} --threads {threads} > {log:q} 2>&1"
 
 
@@ -71,7 +52,7 @@ rule pretrain_run:
         settings=lambda w: as_json(pretrain_run_settings(config[w.suite]["pretrain"], w.backbone)),
         up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
     shell:
-        "{PICAT} pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
+        "python -m picat pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
         "--backbone {wildcards.backbone} --variant {wildcards.variant} --seed {wildcards.seed} "
         "--settings {params.settings} --up-axis {params.up_axis} --suite {wildcards.suite} "
         "--threads {threads} --nproc {resources.gpu} > {log:q} 2>&1"

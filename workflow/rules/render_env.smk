@@ -16,6 +16,6 @@ rule render_env:
     conda:
         "../../envs/picat.yaml"
     params:
-        env_dir=RENDER_ENV,
+        env_dir=lambda w, output: Path(output[0]).parent,
     shell:
-        "{PICAT} render-env {params.env_dir:q} > {log:q} 2>&1"
+        "python -m picat render-env {params.env_dir:q} > {log:q} 2>&1"

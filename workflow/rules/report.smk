@@ -1,17 +1,40 @@
-# Collation: every downstream record -> results/tables.csv (long form), results/tables/table*.csv
-# (shaped like the paper's) and Figure 2; Figure 4 (segmentation.smk) is built alongside.
-# All of them are marked for `snakemake --report results/report.html` (captions: workflow/report/).
+# Collation: every downstream record -> results/tables.csv (long form), results/tables/*.csv
+# (shaped like the paper's, plus Figure 4's exemplar ranks) and Figures 2 and 4. All of them
+# are marked for `snakemake --report results/report.html` (captions: workflow/report/).
 
 
-def downstream_results(suite: str) -> list[str]:
-    return svm_targets(suite) + finetune_targets(suite) + partseg_targets(suite) + semseg_targets(suite)
+rule figure4:
+    input:
+        checkpoint=figure4_checkpoint,
+        shards=suite_shard_files,
+        features=suite_feature_files,
+    output:
+        png=report("results/figures/figure4_{backbone}.png", caption="../report/figure4.rst", category="Figures",
+                   labels={"figure": "Figure 4", "backbone": "{backbone}"}),
+        summary="results/figures/figure4_{backbone}.json",
+    log:
+        "results/logs/figure4_{backbone}.log",
+    benchmark:
+        "results/benchmarks/figure4_{backbone}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        n_objects=lambda w: config[SUITE]["figure4"]["n_objects"],
+        seed=lambda w: config[SUITE]["figure4"]["seed"],
+    shell:
+        "python -m picat figure4 --checkpoint {input.checkpoint:q} --shards {input.shards:q} --features {input.features:q} "
+        "--n-objects {params.n_objects} --seed {params.seed} --out {output.png:q} --summary {output.summary:q} "
+        "> {log:q} 2>&1"
 
 
 rule tables:
     input:
         results=downstream_results(SUITE),
-        # Built with the tables so that one target gives every table and figure.
-        figure4=figure4_targets(SUITE),
+        figure4=figure4_summaries(SUITE),
     # report(...) puts the tables and Figure 2 into `snakemake --report results/report.html`.
     output:
         long=report("results/tables.csv", caption="../report/tables_long.rst", category="Tables",
@@ -28,8 +51,10 @@ rule tables:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/picat.yaml"
     params:
         paper_suite=as_json({"pretrain": config["paper"]["pretrain"], "image_backbone": config["paper"]["image_backbone"]}),
     shell:
-        "{PICAT} tables --results {input.results:q} --out {output.long:q} --tables-dir {output.tables:q} "
-        "--figure2 {output.figure2:q} --paper-suite {params.paper_suite} > {log:q} 2>&1"
+        "python -m picat tables --results {input.results:q} --out {output.long:q} --tables-dir {output.tables:q} "
+        "--figure2 {output.figure2:q} --figure4 {input.figure4:q} --paper-suite {params.paper_suite} > {log:q} 2>&1"

@@ -1,6 +1,4 @@
 # The data half of the DAG: corpus listing -> render (BlenderProc) -> sample & pack (HDF5).
-from pathlib import Path
-from types import SimpleNamespace
 
 
 checkpoint corpus:
@@ -20,7 +18,7 @@ checkpoint corpus:
         corpus=lambda w: as_json(config[w.suite]["corpus"]),
         objects_per_shard=lambda w: config[w.suite]["shards"]["objects_per_shard"],
     shell:
-        "{PICAT} corpus --settings {params.corpus} --objects-per-shard {params.objects_per_shard} "
+        "python -m picat corpus --settings {params.corpus} --objects-per-shard {params.objects_per_shard} "
         "--out {output:q} > {log:q} 2>&1"
 
 
@@ -47,9 +45,9 @@ rule render:
     params:
         render=lambda w: as_json(config[w.suite]["render"]),
         up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
-        env_dir=RENDER_ENV,
+        env_dir=lambda w, input: Path(input.env).parent,
     shell:
-        "{PICAT} render --manifest {input.manifest:q} --out {output:q} --env {params.env_dir:q} "
+        "python -m picat render --manifest {input.manifest:q} --out {output:q} --env {params.env_dir:q} "
         "--settings {params.render} --up-axis {params.up_axis} > {log:q} 2>&1"
 
 
@@ -74,13 +72,13 @@ rule pack:
         n_points=lambda w: config[w.suite]["sampling"]["n_points"],
         seed=lambda w: config[w.suite]["sampling"]["seed"],
     shell:
-        "{PICAT} pack --manifest {input.manifest:q} --renders {input.renders:q} --out {output:q} "
+        "python -m picat pack --manifest {input.manifest:q} --renders {input.renders:q} --out {output:q} "
         "--n-points {params.n_points} --seed {params.seed} --suite {wildcards.suite} > {log:q} 2>&1"
 
 
 rule shard_index:
     input:
-        lambda w: expand("results/shards/{suite}/{shard}.h5", suite=w.suite, shard=shard_names(w)),
+        shard_files,
     output:
         "results/shards/{suite}/index.json",
     log:
@@ -94,7 +92,7 @@ rule shard_index:
     conda:
         "../../envs/picat.yaml"
     shell:
-        "{PICAT} index --out {output:q} {input:q} > {log:q} 2>&1"
+        "python -m picat index --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 # Target: every shard of the selected suite (`snakemake --cores 2 shards`).
@@ -102,5 +100,5 @@ rule shards:
     input:
         f"results/shards/{SUITE}/index.json",
         # The shard files too, so that a deleted shard is rebuilt (and only what reads it reruns).
-        lambda w: expand("results/shards/{suite}/{shard}.h5", suite=SUITE, shard=shard_names(SimpleNamespace(suite=SUITE))),
+        suite_shard_files,
     default_target: False

@@ -1,0 +1,47 @@
+"""Figure 4's numbers as a table: how the exemplar centres' own image cells rank.
+
+``picat figure4`` writes one JSON summary per backbone; this module collates them into
+``results/tables/figure4.csv``, one row per summary, so that the figure's measurable claim
+(the exemplar's own 7x7 cell ranks near the top of the 49 cells, chance being 25) sits with
+the other tables and names the suite and image weights that made it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ("suite", "backbone", "variant", "seed", "image_backbone", "image_weights", "objects", "cells",
+           "exemplar_mean_rank", "visible_mean_rank", "object_cell_mean_rank", "chance_rank", "checkpoint")
+_REQUIRED = ("suite", "backbone", "variant", "seed", "image_backbone", "objects", "cells", "mean_rank",
+             "visible_mean_rank", "object_cell_mean_rank", "chance_rank", "checkpoint")
+
+
+def figure4_rows(summary_paths: Sequence[Path]) -> pd.DataFrame:
+    """One row per Figure 4 summary JSON (columns :data:`COLUMNS`), in the order given.
+
+    Raises:
+        ValueError: a summary is not valid JSON or lacks a key, naming the file and the key.
+    """
+    rows = []
+    for path in map(Path, summary_paths):
+        try:
+            summary = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not a valid Figure 4 summary ({error})") from None
+        missing = [key for key in _REQUIRED if key not in summary]
+        if missing:
+            raise ValueError(f"{path}: Figure 4 summary lacks key(s) {', '.join(missing)}")
+        rows.append({
+            "suite": summary["suite"], "backbone": summary["backbone"], "variant": summary["variant"],
+            "seed": summary["seed"], "image_backbone": summary["image_backbone"].get("name"),
+            "image_weights": summary["image_backbone"].get("weights"), "objects": len(summary["objects"]),
+            "cells": summary["cells"], "exemplar_mean_rank": summary["mean_rank"],
+            "visible_mean_rank": summary["visible_mean_rank"],
+            "object_cell_mean_rank": summary["object_cell_mean_rank"], "chance_rank": summary["chance_rank"],
+            "checkpoint": summary["checkpoint"],
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS))
