@@ -313,3 +313,34 @@ def test_env_builder_refuses_to_wipe_a_foreign_folder(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="refusing to delete"):
         build_render_env(foreign, log=lambda message: None)
     assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+# --- the Blender shim: a real module, copied into the environment -------------------------
+
+
+def test_shim_parses_the_blenderproc_command_line():
+    from picat.render.blender_shim import parse_blender_args
+
+    args = ["--background", "--python-use-system-env", "--python-exit-code", "2", "--python", "run.py", "--", "x"]
+    assert parse_blender_args(args) == ("run.py", 2)
+    assert parse_blender_args(["-b", "-P", "s.py"]) == ("s.py", 1)
+
+
+@pytest.mark.parametrize("args", [["--python", "s.py", "--window-geometry", "0"], ["--background"]])
+def test_shim_refuses_what_it_cannot_do(args):
+    from picat.render.blender_shim import parse_blender_args
+
+    with pytest.raises(SystemExit, match="blender shim"):
+        parse_blender_args(args)
+
+
+def test_custom_blender_gets_the_shim_module_verbatim_and_its_settings(tmp_path, monkeypatch):
+    import picat.render.environment as environment
+
+    monkeypatch.setattr(environment, "site_packages", lambda env_dir: Path(env_dir) / "lib" / "site-packages")
+    root = environment.write_custom_blender(tmp_path, {"bpy": "4.2.0"})
+    module = Path(environment.__file__).with_name("blender_shim.py")
+    assert (root / environment.SHIM_NAME).read_bytes() == module.read_bytes()
+    settings = json.loads((root / environment.SHIM_SETTINGS_NAME).read_text())
+    assert settings == {"version": environment.BLENDER_VERSION, "python_tag": environment.PYTHON_TAG}
+    assert environment.SHIM_NAME in (root / "blender").read_text()

@@ -39,6 +39,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
+from picat.devices import pick_device
+
 ENV_WORLD_SIZE, ENV_RANK, ENV_LOCAL_RANK = "WORLD_SIZE", "RANK", "LOCAL_RANK"
 
 
@@ -224,8 +226,6 @@ def init_distributed(preferred_device: str = "auto") -> tuple[Ranks, torch.devic
         ValueError: a specific device (``cuda:1``) with several processes, or fewer CUDA
             devices than local ranks.
     """
-    from picat.pretrain.engine import pick_device
-
     ranks = ranks_from_env()
     if not ranks.distributed:
         return ranks, pick_device(preferred_device)

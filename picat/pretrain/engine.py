@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from picat.devices import pick_device
 from picat.pretrain.correspondence import project_to_cells, random_rotations, rotate_with_cameras
 from picat.pretrain.data import EpochSampler, ShardObjects
 from picat.pretrain.distributed import SINGLE, GlobalBatchSlices, Ranks, rank_slice, use_global_batch_norm
@@ -58,13 +59,6 @@ class TrainSettings:
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a step's loss is NaN or infinite (training stops instead of going on silently)."""
-
-
-def pick_device(preferred: str = "auto") -> torch.device:
-    """CUDA when present (or asked for), else the CPU."""
-    if preferred == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(preferred)
 
 
 def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, settings: TrainSettings,

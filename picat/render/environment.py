@@ -11,6 +11,8 @@ module uses PyPI's ``bpy`` wheel as "Blender 4.2" and builds, once, everything B
       custom-blender/                 what ``--custom-blender-path`` points at
         blender                       launcher: runs the venv's python on the shim
         blender_shim.py               imports bpy and runs ``--python SCRIPT`` like Blender
+                                      (a copy of picat/render/blender_shim.py)
+        blender_shim.json             the Blender version and python tag the shim reports
         4.2/python/bin/python3.11     "Blender's python" (a wrapper around the venv's python)
         4.2/python/lib/python3.11/site-packages -> the venv's site-packages
         custom-python-packages/installed_packages_cache_v2.json
@@ -66,87 +68,10 @@ BLENDERPROC_PINS = (
 STAMP_NAME = "picat-render-env.json"
 CUSTOM_BLENDER_DIR = "custom-blender"
 SHIM_NAME = "blender_shim.py"
+SHIM_SETTINGS_NAME = "blender_shim.json"  # read by the shim (blender_shim.SETTINGS_NAME)
 SMOKE_TIMEOUT_S = 300
 
 Logger = Callable[[str], None]
-
-# The shim plays Blender's part for BlenderProc. BlenderProc's CLI starts
-#   blender --background --python-use-system-env --python-exit-code 2 --python SCRIPT -- ARGS
-# and the script expects to run inside Blender: bpy already imported, sys.argv holding the
-# whole Blender command line, sys.executable being Blender's bundled python (BlenderProc
-# derives its custom-python-packages folder from that path).
-_SHIM_SOURCE = '''\
-"""Run a --python script the way Blender would, using the bpy module (written by picat)."""
-import os
-import runpy
-import sys
-import traceback
-from importlib.util import find_spec
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def parse_blender_args(args):
-    """(script, exit code on error) from a Blender command line; only what BlenderProc uses."""
-    script, error_code, i = None, 1, 0
-    while i < len(args) and args[i] != "--":
-        arg = args[i]
-        if arg in ("--background", "-b", "--python-use-system-env", "--factory-startup"):
-            i += 1
-        elif arg in ("--python", "-P", "--python-exit-code") and i + 1 < len(args):
-            if arg == "--python-exit-code":
-                error_code = int(args[i + 1])
-            else:
-                script = args[i + 1]
-            i += 2
-        else:
-            sys.exit(f"blender shim ({__file__}): unsupported Blender option {arg!r}")
-    if script is None:
-        sys.exit(f"blender shim ({__file__}): no --python SCRIPT given in {args}")
-    return script, error_code
-
-
-def keep_site_packages_after_blenderproc_import():
-    """blenderproc/__init__.py removes its parent folder from sys.path once (list.remove).
-
-    Here that folder is the venv's site-packages, which also holds requests, bpy and every
-    other dependency, so the imports right after it would fail. A second copy at the end
-    of sys.path survives the removal.
-    """
-    spec = find_spec("blenderproc")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    parent = os.path.abspath(os.path.join(list(spec.submodule_search_locations)[0], ".."))
-    if sys.path.count(parent) < 2:
-        sys.path.append(parent)
-
-
-def main():
-    args = sys.argv[1:]
-    script, error_code = parse_blender_args(args)
-    import bpy  # noqa: F401  (Blender has bpy loaded before any --python script runs)
-
-    sys.argv = [os.path.join(HERE, "blender")] + args
-    sys.executable = os.path.join(HERE, "{version}", "python", "bin", "{python_tag}")
-    keep_site_packages_after_blenderproc_import()
-    code = 0
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if not isinstance(exc.code, (int, type(None))):
-            print(exc.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = error_code
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Interpreter shutdown after BlenderProc has been imported segfaults; skip it.
-    os._exit(code)
-
-
-main()
-'''
 
 _LAUNCHER_SOURCE = """\
 #!/bin/sh
@@ -371,8 +296,11 @@ def write_custom_blender(env_dir: Path, installed: dict[str, str]) -> Path:
     """Write the folder BlenderProc's ``--custom-blender-path`` expects; returns it."""
     root = custom_blender_path(env_dir)
     _write_executable(root / "blender", _LAUNCHER_SOURCE.format(shim=SHIM_NAME))
-    (root / SHIM_NAME).write_text(
-        _SHIM_SOURCE.replace("{version}", BLENDER_VERSION).replace("{python_tag}", PYTHON_TAG), encoding="utf-8"
+    # The shim is picat/render/blender_shim.py, copied verbatim; what it must know of this
+    # environment goes into the JSON file beside it.
+    shutil.copyfile(Path(__file__).with_name(SHIM_NAME), root / SHIM_NAME)
+    (root / SHIM_SETTINGS_NAME).write_text(
+        json.dumps({"version": BLENDER_VERSION, "python_tag": PYTHON_TAG}, indent=1) + "\n", encoding="utf-8"
     )
     python_dir = root / BLENDER_VERSION / "python"
     _write_executable(python_dir / "bin" / PYTHON_TAG, _PYTHON_WRAPPER_SOURCE)

@@ -19,7 +19,7 @@ from picat.downstream.finetune import FinetuneSettings, finetune
 from picat.downstream.records import make_record, write_record
 from picat.downstream.svm import SvmSettings, extract_features, fit_and_score
 from picat.models.pointnext import PointNeXtClassifier, PointNeXtEncoder
-from picat.pretrain.engine import pick_device
+from picat.devices import pick_device
 
 
 def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,

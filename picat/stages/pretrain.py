@@ -26,8 +26,9 @@ from picat.config import pretrain_run_settings
 from picat.models.factory import backbone_checkpoint, build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.data import ShardObjects
+from picat.devices import pick_device
 from picat.pretrain.distributed import SINGLE, Ranks
-from picat.pretrain.engine import RESUME_FILE, TrainSettings, pick_device, train
+from picat.pretrain.engine import RESUME_FILE, TrainSettings, train
 from picat.pretrain.model import PicAtPoint, VariantSettings
 
 

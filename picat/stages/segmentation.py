@@ -39,7 +39,7 @@ from picat.downstream.semseg import SemSegSettings, run_scene_segmentation
 from picat.models.dgcnn import DGCNN
 from picat.models.pointnext import PointNeXtEncoder
 from picat.models.segmentation import DGCNNPartSegmenter, PointNeXtSegmenter, segmentation_encoder, with_k
-from picat.pretrain.engine import pick_device
+from picat.devices import pick_device
 
 PART_FORMATS = ("shapenetpart_txt", "shapenetpart_h5")
 
