@@ -90,7 +90,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     import torch
 
     from picat.models.image import ImageBackboneSpec, build_image_backbone
-    from picat.pretrain.engine import pick_device
+    from picat.devices import pick_device
     from picat.stages.encode import encode_shard
 
     torch.set_num_threads(args.threads)
