@@ -9,10 +9,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from picat.downstream.records import ResultFileError
 from picat.report.figure2 import plot_figure2
-from picat.report.results import ResultFileError, load_results, summarise
-from picat.report.tables import (LONG_COLUMNS, build_long_table, build_wide_tables, is_paper_own_row,
-                                 load_paper_tables, write_tables)
+from picat.report.results import load_results, summarise
+from picat.report.tables import (
+    LONG_COLUMNS,
+    build_long_table,
+    build_wide_tables,
+    is_paper_own_row,
+    load_paper_tables,
+    write_tables,
+)
 
 IMAGE = "efficientnet_lite0/imagenet"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from picat.downstream.records import make_record, make_records, write_record, write_records
-from picat.report.results import ResultFileError, load_results, summarise
+from picat.downstream.records import ResultFileError, make_record, make_records, write_record, write_records
+from picat.report.results import load_results, summarise
 from picat.report.tables import LONG_COLUMNS, build_long_table, build_wide_tables, load_paper_tables, write_tables
 
 IMAGE = "efficientnet_lite0/imagenet"
