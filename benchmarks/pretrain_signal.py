@@ -27,10 +27,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 import picat
+from picat.demo.part_mesh import CATEGORIES
+from picat.demo.recipes import generate_shape
 from picat.meshes import normalisation_transform
 from picat.models.factory import build_point_backbone
 from picat.pretrain.correspondence import random_rotations
-from picat.synthetic import CATEGORIES, generate_shape
 
 
 def held_out_clouds(per_category: int, n_points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +62,9 @@ def features(backbone: torch.nn.Module, clouds: np.ndarray, batch: int = 32) -> 
     backbone.eval()
     if not backbone.picat_metadata["normals"]:
         clouds = np.ascontiguousarray(clouds[..., :3])
-    return np.concatenate([backbone(torch.from_numpy(clouds[i:i + batch])).numpy() for i in range(0, len(clouds), batch)])
+    return np.concatenate(
+        [backbone(torch.from_numpy(clouds[i:i + batch])).numpy() for i in range(0, len(clouds), batch)]
+    )
 
 
 def svm_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
@@ -92,7 +95,8 @@ def main() -> None:
         random_init = build_point_backbone(meta["backbone"], meta["options"], meta["normals"], meta["up_axis"])
         random_init.picat_metadata = meta
         print(f"{path} ({meta['backbone']}/{meta['variant']}, seed {meta['seed']}, {len(meta['history'])} epochs, "
-              f"image features {meta['image_backbone']['name']}/{meta['image_backbone']['weights']}, suite {meta['suite']})")
+              f"image features {meta['image_backbone']['name']}/{meta['image_backbone']['weights']}, "
+              f"suite {meta['suite']})")
         for task, (train_clouds, test_clouds) in tasks.items():
             for name, backbone in (("pre-trained", trained), ("random init", random_init)):
                 accuracy, c = svm_accuracy((features(backbone, train_clouds), train[1]),

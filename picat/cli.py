@@ -173,7 +173,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def _cmd_seg_standins(args: argparse.Namespace) -> None:
-    from picat.seg_standins import build_seg_standins
+    from picat.stages.seg_standins import build_seg_standins
 
     build_seg_standins(Path(args.out), args.settings)
 

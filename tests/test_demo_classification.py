@@ -1,4 +1,4 @@
-"""Tests of the held-out ModelNet40 / ScanObjectNN stand-ins (picat.standins)."""
+"""Tests of the held-out ModelNet40 / ScanObjectNN stand-ins (picat.demo.classification, scanner, visibility)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
-from picat import standins
-from picat.standins import (
-    BG_SHARE_RANGE,
-    SCAN_VARIANTS,
-    SPLITS,
-    StandinSet,
-    clean_objects,
-    hidden_point_removal,
-    scan_objects,
-    scan_variants,
-)
-from picat.synthetic import CATEGORIES, demo_objects, generate_shape
+from picat.demo import scanner
+from picat.demo.classification import StandinSet, clean_objects, object_key, object_seed, scan_objects, scan_variants
+from picat.demo.part_mesh import CATEGORIES
+from picat.demo.recipes import demo_objects, generate_shape
+from picat.demo.scanner import BG_SHARE_RANGE, SCAN_VARIANTS
+from picat.demo.seeding import SPLITS
+from picat.demo.visibility import hidden_point_removal
 
 PER_CATEGORY = 2
 N_POINTS = 256
@@ -76,7 +71,7 @@ def coverage(cloud: np.ndarray, mesh: trimesh.Trimesh, radius: float) -> float:
     tree = cKDTree(cloud)
     covered = [
         len(near) > 0 and ((cloud[near] - p) @ n >= -0.1 * radius).any()
-        for p, n, near in zip(complete, normals, tree.query_ball_point(complete, radius))
+        for p, n, near in zip(complete, normals, tree.query_ball_point(complete, radius), strict=True)
     ]
     return float(np.mean(covered))
 
@@ -164,7 +159,7 @@ def test_held_out_seeds_never_meet_the_corpus_nor_the_other_split(clean):
         by_split = {}
         for split in SPLITS:
             split_index = SPLITS.index(split)
-            seeds = np.array([standins._shape_seed(seed, standins._object_key(split_index, c, i))
+            seeds = np.array([object_seed(seed, object_key(split_index, c, i))
                               for c in CATEGORIES for i in range(300)])
             assert ((seeds >= 2**32) & (seeds < 2**33)).all()
             assert ((seeds - 2**32) >> 30 == split_index).all()
@@ -248,17 +243,17 @@ def test_hidden_point_removal_keeps_only_the_side_facing_the_camera():
         assert visible[front].mean() > 0.95, camera
 
 
-def cube_scene(camera: list[float]) -> standins._Scene:
+def cube_scene(camera: list[float]) -> scanner.Scene:
     """A unit cube standing on the floor, nothing else, scanned from ``camera``."""
     cube = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
     cube.apply_translation([0.0, 0.5, 0.0])
-    box = standins._Box(np.array([0.0, 0.5, 0.0]), np.array([0.7, 0.6, 0.7]))
-    return standins._Scene(cube, (), None, np.array(camera), float(np.sqrt(3) / 2), box, box)
+    box = scanner.CropBox(np.array([0.0, 0.5, 0.0]), np.array([0.7, 0.6, 0.7]))
+    return scanner.Scene(cube, (), None, np.array(camera), float(np.sqrt(3) / 2), box, box)
 
 
 def test_scan_of_a_cube_on_the_floor_sees_its_front_and_top_and_not_what_it_hides():
     scene = cube_scene([0.0, 1.5, 4.0])
-    scan = standins._scan(scene, 4000, np.random.default_rng(0))  # ~20000 samples on the cube
+    scan = scanner.scan_scene(scene, 4000, np.random.default_rng(0))  # ~20000 samples on the cube
     cube, floor = scan.points[scan.is_object], scan.points[~scan.is_object]
     assert len(cube) > 3000 and len(floor) > 500
     # No points on the -Z face (away from the camera), nor on the bottom.

@@ -1,4 +1,4 @@
-"""Tests of the synthetic, part-labelled mesh generator (picat.synthetic)."""
+"""Tests of the synthetic, part-labelled mesh generator (picat.demo: part_mesh, primitives, recipes, mesh_files)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from picat.synthetic import (
-    CATEGORIES,
-    OPTIONAL_PARTS,
-    PART_NAMES,
-    PartMesh,
-    demo_objects,
-    generate_shape,
-    labels_path,
-    load_part_labels,
-    save_part_mesh,
-)
+from picat.demo.mesh_files import labels_path, load_part_labels, save_part_mesh
+from picat.demo.part_mesh import CATEGORIES, OPTIONAL_PARTS, PART_NAMES, PartMesh
+from picat.demo.recipes import demo_objects, generate_shape
 
 N_SEEDS = 20
 
@@ -124,7 +116,8 @@ def test_y_up_on_the_floor_front_towards_plus_z(shapes: dict[str, list[PartMesh]
         assert extent[2] > extent[0] or mesh.category == "airplane"  # cars are long along Z
         nose = mesh.face_labels[np.any(mesh.faces == np.argmax(mesh.vertices[:, 2]), axis=1)]
         assert mesh.category == "car" or mesh.part_names[nose[0]] == "fuselage"  # nose at +Z
-    for category, back, front in (("chair", "back", "seat"), ("bed", "headboard", "mattress"), ("sofa", "back", "cushion")):
+    pairs = (("chair", "back", "seat"), ("bed", "headboard", "mattress"), ("sofa", "back", "cushion"))
+    for category, back, front in pairs:
         for mesh in shapes[category]:
             assert part_centroid(mesh, back)[2] < part_centroid(mesh, front)[2], category
     # What touches the floor is what should.

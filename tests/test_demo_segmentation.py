@@ -11,17 +11,10 @@ import pytest
 
 from picat.datasets.s3dis import S3DIS_CLASSES, convert_room, raw_rooms
 from picat.datasets.shapenetpart import CATEGORY_PARTS, read_shapenetpart_txt
-from picat.seg_standins import (
-    PART_CATEGORIES,
-    PART_LABELS,
-    S3DIS_LAYOUT,
-    SHAPENETPART_LAYOUT,
-    build_seg_standins,
-    part_shape,
-    write_s3dis_standin,
-    write_shapenetpart_standin,
-)
-from picat.synthetic import PART_NAMES
+from picat.demo.part_mesh import PART_NAMES
+from picat.demo.parts import PART_CATEGORIES, PART_LABELS, SHAPENETPART_LAYOUT, part_shape, write_shapenetpart_standin
+from picat.demo.rooms import S3DIS_LAYOUT, write_s3dis_standin
+from picat.stages.seg_standins import build_seg_standins
 
 N_POINTS = 48
 DENSITY = 30.0  # points per m2: rooms of a few thousand points
@@ -63,7 +56,8 @@ def test_real_reader_reads_every_split_with_the_mapped_labels(part_root):
         assert list(data.category_names) == names
         assert len(data) == per_category * len(names)
         assert np.bincount(data.categories, minlength=len(names)).tolist() == [per_category] * len(names)
-        for points, parts, category, shape_id in zip(data.points, data.parts, data.categories, data.shape_ids):
+        rows = zip(data.points, data.parts, data.categories, data.shape_ids, strict=True)
+        for points, parts, category, shape_id in rows:
             assert points.shape == (N_POINTS, 6)
             radius = np.linalg.norm(points[:, :3], axis=1)
             assert radius.max() == pytest.approx(1.0, abs=1e-4)  # normalised into the unit sphere
@@ -151,7 +145,7 @@ def test_rooms_convert_with_shell_and_objects(room_root):
         assert np.ptp(floor) < 1e-3 and floor.min() == array[:, 2].min()
         assert 2.6 - 1e-3 <= ceiling.mean() - floor.mean() <= 3.2 + 1e-3
         extent = np.ptp(array[:, :2], axis=0)
-        assert 1.8 - 1e-3 <= extent.min() and extent.max() <= 7.0 + 1e-3
+        assert extent.min() >= 1.8 - 1e-3 and extent.max() <= 7.0 + 1e-3
         # Colour is informative: the floor's mean colour differs from the walls'.
         wall = colours[labels == S3DIS_CLASSES.index("wall")].mean(axis=0)
         assert np.abs(colours[labels == S3DIS_CLASSES.index("floor")].mean(axis=0) - wall).max() > 10

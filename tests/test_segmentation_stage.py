@@ -13,8 +13,10 @@ import yaml
 
 from picat.config import ConfigError, validate_config
 from picat.datasets import DatasetError, converted_rooms, read_room
+from picat.demo.parts import SHAPENETPART_LAYOUT
+from picat.demo.rooms import S3DIS_LAYOUT
 from picat.report.results import load_results
-from picat.seg_standins import S3DIS_LAYOUT, SHAPENETPART_LAYOUT, build_seg_standins
+from picat.stages.seg_standins import build_seg_standins
 from picat.stages.segmentation import convert_s3dis, read_part_segmentation, run_partseg, run_semseg
 
 REPO = Path(__file__).resolve().parent.parent

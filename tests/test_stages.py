@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from picat.corpus import MeshRecord, write_manifest
+from picat.demo.mesh_files import save_part_mesh
+from picat.demo.recipes import generate_shape
 from picat.shards import validate_shard
 from picat.stages.pack import pack_shard
 from picat.stages.render import render_shard
-from picat.synthetic import generate_shape, save_part_mesh
 
 RENDER = {"engine": "workbench", "cycles_samples": 16, "resolution": 128, "camera_distance": 2.5,
           "fov_deg": 50.0, "threads": 2}

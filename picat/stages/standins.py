@@ -14,7 +14,6 @@ code path); only the folder differs. Layout under ``out``:
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from picat.atomic import write_text_atomically
 from picat.datasets import write_modelnet40_h5, write_scanobjectnn
-from picat.standins import SCAN_VARIANTS, clean_objects, scan_variants
+from picat.demo.classification import clean_objects, scan_variants
+from picat.demo.scanner import SCAN_VARIANTS
 
 # picat's split names -> the files' (ScanObjectNN calls its train split "training").
 SPLITS = ("train", "test")
@@ -61,7 +62,8 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
         clean = clean_objects(per_category, settings["n_points"], settings["seed"], split)
         points, = _shuffled(settings["seed"], np.concatenate([clean.points, clean.normals], axis=2))
         write_modelnet40_h5(out / "modelnet40_ply_hdf5_2048", split, points, clean.labels, clean.class_names)
-        summary["datasets"][f"modelnet40/{split}"] = {"clouds": int(len(clean.labels)), "seconds": time.time() - started}
+        summary["datasets"][f"modelnet40/{split}"] = {"clouds": int(len(clean.labels)),
+                                                      "seconds": time.time() - started}
         print(f"[standins] modelnet40 {split}: {len(clean.labels)} clean objects ({time.time() - started:.1f} s)",
               file=log, flush=True)
         started = time.time()
@@ -77,7 +79,5 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
             print(f"[standins] scanobjectnn {variant} {split}: {len(scans.labels)} scans, "
                   f"{100 * background:.0f}% background points", file=log, flush=True)
         print(f"[standins] scans of the {split} split: {time.time() - started:.1f} s", file=log, flush=True)
-    tmp = out / ".standins.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
-    os.replace(tmp, out / "standins.json")
+    write_text_atomically(out / "standins.json", json.dumps(summary, indent=2, sort_keys=True))
     return summary
