@@ -37,6 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from picat.atomic import atomic_path, write_json_atomically
 from picat.geometry import fraction_on_mask
 
 SCHEMA_VERSION = 1
@@ -95,10 +96,6 @@ class ShardWriter:
     _skipped: list[SkippedMesh] = field(default_factory=list, init=False)
 
     @property
-    def temporary_path(self) -> Path:
-        return Path(self.path).with_name(Path(self.path).name + ".tmp")
-
-    @property
     def count(self) -> int:
         """Objects added so far."""
         return self._count
@@ -109,8 +106,8 @@ class ShardWriter:
         return list(self._skipped)
 
     def __enter__(self) -> "ShardWriter":
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = create_untimed_file(self.temporary_path)
+        self._atomic = atomic_path(Path(self.path))
+        self._file = create_untimed_file(self._atomic.__enter__())
         return self
 
     def _create(self, item: ShardObject) -> None:
@@ -173,15 +170,13 @@ class ShardWriter:
                 attributes = {"schema_version": SCHEMA_VERSION, "convention": CONVENTION, **self.attributes}
                 for key, value in attributes.items():
                     self._file.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
-        except BaseException:
+        except BaseException as error:
             self._file.close()
-            self.temporary_path.unlink(missing_ok=True)
+            self._atomic.__exit__(type(error), error, error.__traceback__)
             raise
         self._file.close()
-        if exc_type is None:
-            os.replace(self.temporary_path, self.path)
-        else:
-            self.temporary_path.unlink(missing_ok=True)
+        # Renames the temporary file onto the shard, or removes it when the block failed.
+        self._atomic.__exit__(exc_type, exc, traceback)
 
 
 def create_untimed_file(path: Path) -> h5py.File:
@@ -337,7 +332,5 @@ def write_index(paths: list[Path], output: Path) -> dict[str, Any]:
         "shards": shards,
     }
     output = Path(output)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(index, indent=2))
-    os.replace(tmp, output)
+    write_json_atomically(output, index, sort_keys=False)
     return index

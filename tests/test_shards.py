@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from picat.atomic import temporary_sibling
 from picat.cli import main
 from picat.corpus import MeshRecord, write_manifest
 from picat.geometry import dodecahedron_cameras, project_points, uv_to_pixels
@@ -75,7 +76,7 @@ def test_packed_shard_has_the_schema_and_records_skips(packed):
         assert f["images"].compression == "gzip" and f["images"].chunks == (1, 1, SIZE, SIZE, 3)
         assert f["points"].dtype == np.float32 and f["view_matrices"].shape == (1, 20, 4, 4)
         assert f.attrs["schema_version"] == 1 and "ndc_x" in f.attrs["convention"]
-    assert not list(path.parent.glob("*.tmp"))
+    assert not list(path.parent.glob(".*.tmp-*"))
 
 
 def test_points_are_deterministic_per_object(packed, tmp_path):
@@ -90,7 +91,7 @@ def test_changed_mesh_after_render_is_an_error(packed, tmp_path):
     (tmp_path / "cube.obj").write_text(CUBE_OBJ.replace("v 2 2 2", "v 3 3 3"))
     with pytest.raises(ValueError, match="changed since it was rendered"):
         pack_shard(tmp_path / "manifest.tsv", tmp_path / "renders.h5", tmp_path / "x.h5", n_points=8, seed=0)
-    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.tmp").exists()
+    assert not (tmp_path / "x.h5").exists() and not temporary_sibling(tmp_path / "x.h5").exists()
 
 
 def _item(n_points=4, views=2):

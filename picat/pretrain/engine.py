@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from picat.atomic import atomic_path
 from picat.devices import pick_device
 from picat.pretrain.correspondence import project_to_cells, random_rotations, rotate_with_cameras
 from picat.pretrain.data import EpochSampler, ShardObjects
@@ -162,12 +163,6 @@ def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Mo
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _save_atomically(payload: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run_dir: Path,
           image_encoder: nn.Module | None = None, device: torch.device | None = None,
           stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
@@ -255,9 +250,10 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         scheduler.step()
         history.append(row)
         if ranks.is_main:
-            _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                              "settings": asdict(settings)}, resume_path)
+            with atomic_path(resume_path) as resume_tmp:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                            "settings": asdict(settings)}, resume_tmp)
         if board is not None:
             for key, value in row.items():
                 if key != "epoch":

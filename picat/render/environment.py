@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from picat.atomic import write_json_atomically
+
 BLENDER_VERSION = "4.2"  # the folder name is BlenderProc's only check of the Blender version
 PYTHON_TAG = "python3.11"  # bpy 4.2.0 wheels exist for CPython 3.11 only
 
@@ -342,12 +344,6 @@ def smoke_test(env_dir: Path, log: Logger) -> dict:
     return result
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_render_env(env_dir: Path, base_python: str = sys.executable, log: Logger | None = None) -> Path:
     """Create the render environment at ``env_dir`` and return its stamp file.
 
@@ -392,7 +388,7 @@ def build_render_env(env_dir: Path, base_python: str = sys.executable, log: Logg
         "custom_blender_path": str(custom_blender_path(env_dir)),
         "build_seconds": round(time.perf_counter() - t_start, 1),
     }
-    _write_json_atomically(stamp_path(env_dir), stamp)
+    write_json_atomically(stamp_path(env_dir), stamp)
     log(f"done in {stamp['build_seconds']} s; stamp {stamp_path(env_dir)}")
     return stamp_path(env_dir)
 

@@ -9,7 +9,6 @@ float32), ``object_ids`` (n,) as in the shard, attribute ``image_backbone`` (JSO
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from picat.atomic import atomic_path
 from picat.shards import open_shard, read_strings, write_strings
 
 
@@ -37,11 +37,9 @@ def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size:
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     output = Path(output)
-    tmp = output.with_name(output.name + ".tmp")
-    output.parent.mkdir(parents=True, exist_ok=True)
     encoder = encoder.to(device).eval()
     started = time.time()
-    try:
+    with atomic_path(output) as tmp:
         with open_shard(shard_path) as shard, h5py.File(tmp, "w") as cache:
             images = shard["images"]
             n, n_views = images.shape[:2]
@@ -66,7 +64,3 @@ def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size:
             write_strings(cache, "object_ids", ids)
             cache.attrs["image_backbone"] = json.dumps(encoder.describe(), sort_keys=True)
             cache.attrs["shard"] = str(shard_path)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -22,11 +21,12 @@ import h5py
 import torch
 
 from picat import __version__
+from picat.atomic import atomic_path, write_json_atomically
 from picat.config import pretrain_run_settings
+from picat.devices import pick_device
 from picat.models.factory import backbone_checkpoint, build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.data import ShardObjects
-from picat.devices import pick_device
 from picat.pretrain.distributed import SINGLE, Ranks
 from picat.pretrain.engine import RESUME_FILE, TrainSettings, train
 from picat.pretrain.model import PicAtPoint, VariantSettings
@@ -111,19 +111,16 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
     }
     payload = backbone_checkpoint(backbone_name, options, variant_settings.normals, up_axis, backbone.cpu(), metadata)
     payload["pretrain_state_dict"] = model.cpu().state_dict()  # heads too, e.g. for the Figure 4 heatmaps
-    tmp = output.with_name(output.name + ".tmp")
-    torch.save(payload, tmp)
-    with open(output.with_name("log.csv.tmp"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(output.with_name("log.csv.tmp"), output.with_name("log.csv"))
-    config_path = output.with_name("config.json")
-    config_path.with_name("config.json.tmp").write_text(json.dumps(
-        {"backbone": backbone_name, "variant": variant, "seed": seed, "suite": suite, "up_axis": up_axis,
-         "pretrain": settings, "image_backbone": image_description}, indent=2, sort_keys=True))
-    os.replace(config_path.with_name("config.json.tmp"), config_path)
-    os.replace(tmp, output)
+    # The checkpoint (the rule's output) is renamed into place last, after its log and config.
+    with atomic_path(output) as checkpoint_tmp:
+        torch.save(payload, checkpoint_tmp)
+        with atomic_path(output.with_name("log.csv")) as log_tmp, open(log_tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        write_json_atomically(output.with_name("config.json"), {
+            "backbone": backbone_name, "variant": variant, "seed": seed, "suite": suite, "up_axis": up_axis,
+            "pretrain": settings, "image_backbone": image_description})
     # The run is complete: its resume state (optimiser moments included) is no longer needed.
     (output.parent / RESUME_FILE).unlink(missing_ok=True)
     print(f"[pretrain] wrote {output}", file=log, flush=True)
