@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from picat.config import ConfigError, validate_config
-from picat.corpus import CorpusError
 from picat.datasets import DatasetError
+from picat.manifests import CorpusError
 from picat.meshes import MeshError
 from picat.shards import ShardError
 
@@ -89,8 +89,8 @@ def _cmd_index(args: argparse.Namespace) -> None:
 def _cmd_encode(args: argparse.Namespace) -> None:
     import torch
 
-    from picat.models.image import ImageBackboneSpec, build_image_backbone
     from picat.devices import pick_device
+    from picat.models.image import ImageBackboneSpec, build_image_backbone
     from picat.stages.encode import encode_shard
 
     torch.set_num_threads(args.threads)

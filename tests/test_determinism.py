@@ -17,18 +17,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from test_downstream import TINY_POINTNEXT, datasets, shapes  # noqa: F401  (the shared fixture)
+from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
+from test_pretrain_stage import SETTINGS as PRETRAIN_SETTINGS
 
-from picat.corpus import MeshRecord, write_manifest
 from picat.demo.recipes import generate_shape
 from picat.geometry import dodecahedron_cameras
+from picat.manifests import MeshRecord, write_manifest
 from picat.meshes import load_mesh, write_obj
 from picat.pretrain.engine import TrainSettings, batch_rotations
 from picat.shards import write_strings
 from picat.stages.pack import pack_shard
 from picat.stages.pretrain import run_pretraining
-from test_downstream import TINY_POINTNEXT, datasets, shapes  # noqa: F401  (the shared fixture)
-from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
-from test_pretrain_stage import SETTINGS as PRETRAIN_SETTINGS
 
 
 def fake_renders(folder: Path, categories: tuple[str, ...] = ("chair", "mug", "lamp")) -> tuple[Path, Path]:

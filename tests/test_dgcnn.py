@@ -11,7 +11,8 @@ import itertools
 
 import pytest
 import torch
-from dgcnn_reference import ReferenceDGCNN, knn as reference_knn
+from dgcnn_reference import ReferenceDGCNN
+from dgcnn_reference import knn as reference_knn
 from torch import Tensor, nn
 
 from picat.models.dgcnn import DGCNN, DGCNNConfig, EdgeConv, _farthest_point_sample, _knn

@@ -17,6 +17,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
+from test_pretrain_stage import SETTINGS as STAGE_SETTINGS
 from torch import nn
 
 import picat
@@ -27,8 +29,6 @@ from picat.pretrain.distributed import GlobalBatchSlices, Ranks, launcher_comman
 from picat.pretrain.engine import TrainSettings, batch_rotations, data_parallel, step_loss, train
 from picat.pretrain.model import PicAtPoint
 from picat.stages.pretrain import run_pretraining
-from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
-from test_pretrain_stage import SETTINGS as STAGE_SETTINGS
 
 WORLD = 2
 SETTINGS = TrainSettings(epochs=2, batch_size=4, seed=7)

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from test_pretrain_engine import ToyEncoder
 
 from picat.config import pretrain_run_settings
 from picat.geometry import dilate_masks, dodecahedron_cameras, project_points, uv_to_pixels
@@ -18,7 +19,6 @@ from picat.report.figure4 import cell_ranks, choose_objects, farthest_pair, mask
 from picat.shards import ShardObject, ShardWriter
 from picat.stages.encode import encode_shard
 from picat.stages.pretrain import run_pretraining
-from test_pretrain_engine import ToyEncoder
 
 SIZE = 32  # render side; ToyEncoder pools any size to the 7 x 7 grid
 N_POINTS = 128

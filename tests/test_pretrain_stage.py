@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
+from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
 
 import picat
 from picat.models.factory import build_point_backbone
 from picat.stages.pretrain import run_pretraining
-from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
 
 SETTINGS = {
     "epochs": 2, "batch_size": 4, "n_points": 32, "latent_dim": 8, "pose_dim": 4, "lr_point": 1e-3, "lr_image": 5e-5,

@@ -19,7 +19,12 @@ import trimesh
 import yaml
 
 from picat.geometry import (
-    camera_to_world, dilate_masks, dodecahedron_cameras, perspective, project_points, uv_to_pixels,
+    camera_to_world,
+    dilate_masks,
+    dodecahedron_cameras,
+    perspective,
+    project_points,
+    uv_to_pixels,
 )
 from picat.meshes import normalisation_transform
 from picat.render.environment import BLENDERPROC_PINS, CORE_PINS, build_render_env, read_stamp

@@ -11,8 +11,7 @@ import pytest
 
 from picat.downstream.records import ResultFileError
 from picat.report.figure2 import plot_figure2
-from picat.report.results import load_results, summarise
-from picat.report.tables import (
+from picat.report.paper_tables import (
     LONG_COLUMNS,
     build_long_table,
     build_wide_tables,
@@ -20,6 +19,7 @@ from picat.report.tables import (
     load_paper_tables,
     write_tables,
 )
+from picat.report.results import load_results, summarise
 
 IMAGE = "efficientnet_lite0/imagenet"
 

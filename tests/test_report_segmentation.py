@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from picat.downstream.records import ResultFileError, make_record, make_records, write_record, write_records
+from picat.report.paper_tables import LONG_COLUMNS, build_long_table, build_wide_tables, load_paper_tables, write_tables
 from picat.report.results import load_results, summarise
-from picat.report.tables import LONG_COLUMNS, build_long_table, build_wide_tables, load_paper_tables, write_tables
 
 IMAGE = "efficientnet_lite0/imagenet"
 # Two seeds per init; the values are arbitrary but distinct so that means and stds can be checked.

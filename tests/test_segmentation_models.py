@@ -8,10 +8,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from picat.datasets.shapenetpart import CATEGORY_PARTS
-from picat.models.dgcnn import NEGATIVE_SLOPE, DGCNN, DGCNNConfig, _knn
+from picat.models.dgcnn import DGCNN, NEGATIVE_SLOPE, DGCNNConfig, _knn
 from picat.models.pointnext import PointNeXtConfig, PointNeXtEncoder, count_parameters
-from picat.models.segmentation import (STEM_WEIGHT, DGCNNPartSegmenter, FeaturePropagation, PointNeXtSegmenter,
-                                       segmentation_encoder, with_k)
+from picat.models.segmentation import (
+    STEM_WEIGHT,
+    DGCNNPartSegmenter,
+    FeaturePropagation,
+    PointNeXtSegmenter,
+    segmentation_encoder,
+    with_k,
+)
 
 TINY_DGCNN = DGCNNConfig(k=6, emb_dims=32, edge_channels=(8, 8, 16))
 TINY_POINTNEXT = PointNeXtConfig(width=8, nsample=8)  # a tiny pre-trained classification encoder

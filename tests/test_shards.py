@@ -10,8 +10,8 @@ import pytest
 
 from picat.atomic import temporary_sibling
 from picat.cli import main
-from picat.corpus import MeshRecord, write_manifest
 from picat.geometry import dodecahedron_cameras, project_points, uv_to_pixels
+from picat.manifests import MeshRecord, write_manifest
 from picat.meshes import load_mesh, sample_surface
 from picat.shards import STRING, ShardError, ShardObject, ShardWriter, SkippedMesh, validate_shard, write_index
 from picat.stages.pack import object_seed, pack_shard

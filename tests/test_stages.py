@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from picat.corpus import MeshRecord, write_manifest
 from picat.demo.mesh_files import save_part_mesh
 from picat.demo.recipes import generate_shape
+from picat.manifests import MeshRecord, write_manifest
 from picat.shards import validate_shard
 from picat.stages.pack import pack_shard
 from picat.stages.render import render_shard

@@ -19,13 +19,13 @@ from picat.datasets.modelnet40 import (
     read_modelnet40_resampled,
     write_modelnet40_h5,
 )
+from picat.datasets.s3dis import S3DIS_CLASSES, Room, convert_room, converted_rooms, raw_rooms, read_room, write_room
 from picat.datasets.scanobjectnn import (
     SCANOBJECTNN_CLASSES,
     VARIANT_FILES,
     read_scanobjectnn,
     write_scanobjectnn,
 )
-from picat.datasets.s3dis import S3DIS_CLASSES, Room, convert_room, converted_rooms, raw_rooms, read_room, write_room
 from picat.datasets.shapenetpart import (
     CATEGORY_PARTS,
     PartSegmentationSet,

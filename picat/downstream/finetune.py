@@ -26,6 +26,7 @@ from picat.downstream.settings import settings_from_block
 from picat.models.pointnext import PointNeXtClassifier
 from picat.pretrain.correspondence import rotations_about_up
 
+
 @dataclass(frozen=True)
 class FinetuneSettings:
     """The fine-tuning protocol's settings (the config's ``downstream.finetune`` block)."""

@@ -41,8 +41,8 @@ from torch import nn
 from tqdm import tqdm
 
 from picat.datasets.s3dis import S3DIS_CLASSES, Room
-from picat.downstream.scenes import VoxelGrid, build_voxel_grid, crop_nearest, pad_by_resampling, whole_scene_subclouds
 from picat.downstream.dense import Batch, checked_logits, train_dense
+from picat.downstream.scenes import VoxelGrid, build_voxel_grid, crop_nearest, pad_by_resampling, whole_scene_subclouds
 from picat.downstream.seg_metrics import confusion_matrix, scene_segmentation_scores
 from picat.downstream.settings import check_training_settings, settings_from_block
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from picat.models.dgcnn import NEGATIVE_SLOPE, DGCNN
+from picat.models.dgcnn import DGCNN, NEGATIVE_SLOPE
 from picat.models.ops import gather_points, knn
 from picat.models.pointnext import PointNeXtConfig, PointNeXtEncoder, _mlp
 

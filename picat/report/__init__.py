@@ -1,7 +1,7 @@
 """Collating downstream results into the paper's tables and Figures 2 and 4.
 
 * :mod:`picat.report.results` — reading result files, averaging over seeds;
-* :mod:`picat.report.tables` — the paper's numbers (``paper_tables.csv``), the long table
+* :mod:`picat.report.paper_tables` — the paper's numbers (``paper_tables.csv``), the long table
   ``results/tables.csv`` and the paper-shaped ``results/tables/table{1..5}.csv``;
 * :mod:`picat.report.figure2` — trainable pre-training parameters vs ModelNet40 SVM accuracy;
 * :mod:`picat.report.figure4` — local 2D-3D correspondence heatmaps of a checkpoint.

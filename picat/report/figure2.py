@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from picat.report import atomic_output  # noqa: E402
-from picat.report.tables import load_paper_tables  # noqa: E402
+from picat.report.paper_tables import load_paper_tables  # noqa: E402
 
 PAPER_LABEL = "paper accuracy, parameters counted by picat"
 REFERENCE_NOTE = "parameters not given in the paper's text"

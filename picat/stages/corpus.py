@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from picat.corpus import MeshRecord, list_mesh_folder, list_shapenetcore, write_shard_manifests
 from picat.demo.mesh_files import save_part_mesh
 from picat.demo.recipes import demo_objects, generate_shape
+from picat.manifests import MeshRecord, list_mesh_folder, list_shapenetcore, write_shard_manifests
 
 
 def generate_demo_meshes(n_objects: int, seed: int, out_dir: Path, log: TextIO = sys.stderr) -> list[MeshRecord]:

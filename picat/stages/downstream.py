@@ -14,12 +14,12 @@ from typing import Any, TextIO
 import torch
 
 from picat.datasets import read_classification
+from picat.devices import pick_device
 from picat.downstream.backbones import backbone_source, image_weights_label, trainable_pretrain_params
 from picat.downstream.finetune import FinetuneSettings, finetune
 from picat.downstream.records import make_record, write_record
 from picat.downstream.svm import SvmSettings, extract_features, fit_and_score
 from picat.models.pointnext import PointNeXtClassifier, PointNeXtEncoder
-from picat.devices import pick_device
 
 
 def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from picat import __version__
-from picat.corpus import read_manifest
+from picat.manifests import read_manifest
 from picat.meshes import MeshError, load_mesh, sample_surface
 from picat.shards import ShardObject, ShardWriter, SkippedMesh, read_strings
 

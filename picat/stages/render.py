@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 
 from picat import __version__
-from picat.corpus import read_manifest
 from picat.geometry import dodecahedron_cameras
+from picat.manifests import read_manifest
 from picat.meshes import MeshError, load_mesh, write_obj
 from picat.render.launch import RenderItem, RenderJob, render_objects
 from picat.shards import SkippedMesh, read_strings, write_strings

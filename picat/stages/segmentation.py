@@ -32,6 +32,7 @@ from picat.datasets import (
     read_shapenetpart_txt,
     write_room,
 )
+from picat.devices import pick_device
 from picat.downstream.backbones import backbone_source, image_weights_label, trainable_pretrain_params
 from picat.downstream.partseg import PartSegSettings, run_part_segmentation
 from picat.downstream.records import make_records, write_records
@@ -39,7 +40,6 @@ from picat.downstream.semseg import SemSegSettings, run_scene_segmentation
 from picat.models.dgcnn import DGCNN
 from picat.models.pointnext import PointNeXtEncoder
 from picat.models.segmentation import DGCNNPartSegmenter, PointNeXtSegmenter, segmentation_encoder, with_k
-from picat.devices import pick_device
 
 PART_FORMATS = ("shapenetpart_txt", "shapenetpart_h5")
 

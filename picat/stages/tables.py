@@ -8,14 +8,14 @@ from typing import Any, Sequence, TextIO
 
 import torch
 
+from picat.atomic import atomic_path
 from picat.models.factory import build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.model import PicAtPoint
-from picat.atomic import atomic_path
 from picat.report.figure2 import plot_figure2
 from picat.report.figure4_table import figure4_rows
+from picat.report.paper_tables import write_summary_tables
 from picat.report.results import load_results, summarise
-from picat.report.tables import write_summary_tables
 
 
 def paper_configuration_parameters(paper_suite: dict[str, Any]) -> int:

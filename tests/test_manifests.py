@@ -2,8 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from picat.corpus import (
-    CorpusError, MeshRecord, list_mesh_folder, list_shapenetcore, read_manifest, split_into_shards,
+from picat.manifests import (
+    CorpusError,
+    MeshRecord,
+    list_mesh_folder,
+    list_shapenetcore,
+    read_manifest,
+    split_into_shards,
     write_shard_manifests,
 )
 
