@@ -31,11 +31,31 @@ def restrict_to_parts(logits: np.ndarray, parts: Sequence[int]) -> np.ndarray:
         (N,) predicted part labels, each one of ``parts``.
     """
     parts = np.asarray(parts)
+    n_parts = logits.shape[1]
+    if parts.size == 0 or parts.min() < 0 or parts.max() >= n_parts:
+        raise ValueError(f"parts must be part labels in [0, {n_parts}) (the logits' columns), got {parts.tolist()}")
     return parts[np.argmax(logits[:, parts], axis=1)]
 
 
-def shape_part_ious(prediction: np.ndarray, target: np.ndarray, parts: Sequence[int]) -> np.ndarray:
-    """(len(parts),) IoU of each category part on one shape; an empty union counts as 1."""
+def _check_part_labels(labels: np.ndarray, parts: Sequence[int], name: str, where: str) -> None:
+    """Raise a ValueError naming ``where`` if a label of ``labels`` is not one of ``parts``."""
+    bad = ~np.isin(labels, parts)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{where}: {name} label {int(np.ravel(labels)[index])} at point {index} is not one of the "
+                         f"category's parts {list(parts)} ({int(bad.sum())} bad labels in all)")
+
+
+def shape_part_ious(prediction: np.ndarray, target: np.ndarray, parts: Sequence[int],
+                    where: str = "shape") -> np.ndarray:
+    """(len(parts),) IoU of each category part on one shape; an empty union counts as 1.
+
+    Raises:
+        ValueError: a prediction or target label is not one of ``parts`` (negative, the
+            number of parts or beyond, or another category's part), naming ``where``.
+    """
+    for name, labels in (("prediction", prediction), ("target", target)):
+        _check_part_labels(np.asarray(labels), parts, name, where)
     ious = []
     for part in parts:
         predicted, actual = prediction == part, target == part
@@ -55,6 +75,10 @@ def part_segmentation_scores(predictions: Sequence[np.ndarray], targets: Sequenc
 
     Returns:
         {"instance_miou", "class_miou", "per_category": {category: mean shape IoU}, "n_shapes"}.
+
+    Raises:
+        ValueError: counts differ, an unknown category, or a prediction or target label that
+            is not one of its shape's category parts (naming the shape).
     """
     if not (len(predictions) == len(targets) == len(categories)) or not predictions:
         raise ValueError(f"need as many predictions, targets and categories (>= 1), got "
@@ -66,7 +90,8 @@ def part_segmentation_scores(predictions: Sequence[np.ndarray], targets: Sequenc
             raise ValueError(f"unknown category {category!r}; known: {sorted(category_parts)}")
         if prediction.shape != target.shape:
             raise ValueError(f"a {category} shape has {prediction.shape} predictions for {target.shape} targets")
-        mean = float(shape_part_ious(prediction, target, category_parts[category]).mean())
+        where = f"shape {len(shape_means)} ({category})"
+        mean = float(shape_part_ious(prediction, target, category_parts[category], where).mean())
         per_category[category].append(mean)
         shape_means.append(mean)
     category_means = {category: float(np.mean(values)) for category, values in per_category.items()}

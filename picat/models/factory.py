@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,34 @@ def backbone_checkpoint(name: str, options: dict[str, Any], normals: bool, up_ax
             "up_axis": up_axis, "state_dict": backbone.state_dict(), "metadata": metadata}
 
 
+def load_state_whole(module: nn.Module, state: Any, path: str | Path, key: str = "state_dict") -> None:
+    """Load a checkpoint's ``state`` into ``module``, every tensor of it, or fail naming the file and the tensors.
+
+    Raises:
+        ValueError: ``state`` is not a mapping of tensors, or a tensor of ``module`` is missing
+            from it, it holds a tensor ``module`` lacks, or a tensor's shape differs; the message
+            names the checkpoint ``path``, its ``key`` and every offending tensor.
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"checkpoint {path}: {key!r} is a {type(state).__name__}, not a state_dict")
+    expected = module.state_dict()
+    missing = [name for name in expected if name not in state]
+    extra = [name for name in state if name not in expected]
+    misshaped = []
+    for name, tensor in expected.items():
+        given = state.get(name, tensor)
+        if not isinstance(given, Tensor) or given.shape != tensor.shape:
+            found = tuple(given.shape) if isinstance(given, Tensor) else type(given).__name__
+            misshaped.append(f"{name} {found} (the {type(module).__name__} needs {tuple(tensor.shape)})")
+    problems = [f"{what}: {', '.join(names)}" for what, names in
+                (("missing tensor(s)", missing), ("unexpected tensor(s)", extra), ("mis-shaped tensor(s)", misshaped))
+                if names]
+    if problems:
+        raise ValueError(f"checkpoint {path}: {key!r} does not load whole into its {type(module).__name__} "
+                         f"({'; '.join(problems)}); the file is corrupt or from another model")
+    module.load_state_dict(state, strict=True)
+
+
 def load_backbone(path: str | Path, local: bool = False, map_location: str | torch.device = "cpu") -> nn.Module:
     """The pre-trained point backbone of a picat checkpoint, as a plain ``torch.nn.Module``.
 
@@ -69,6 +98,10 @@ def load_backbone(path: str | Path, local: bool = False, map_location: str | tor
     Returns:
         The module in eval mode. Its input is points (B, N, 3), or (B, N, 6) with normals
         when it was pre-trained so (``module.picat_metadata["normals"]``).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a picat checkpoint, or its state_dict
+            does not load whole (a missing, extra or mis-shaped tensor), naming the file and tensor.
     """
     path = Path(path)
     if not path.is_file():
@@ -77,7 +110,7 @@ def load_backbone(path: str | Path, local: bool = False, map_location: str | tor
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a picat backbone checkpoint (format {CHECKPOINT_FORMAT})")
     backbone = build_point_backbone(payload["backbone"], payload["options"], payload["normals"], payload["up_axis"])
-    backbone.load_state_dict(payload["state_dict"])
+    load_state_whole(backbone, payload.get("state_dict"), path, "state_dict")
     module = LocalBackbone(backbone) if local else backbone
     module.picat_metadata = {key: payload[key] for key in ("backbone", "options", "normals", "up_axis")} | payload["metadata"]
     return module.eval()

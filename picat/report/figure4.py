@@ -42,7 +42,7 @@ from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from picat.geometry import project_points  # noqa: E402
-from picat.models.factory import CHECKPOINT_FORMAT, build_point_backbone  # noqa: E402
+from picat.models.factory import CHECKPOINT_FORMAT, build_point_backbone, load_state_whole  # noqa: E402
 from picat.pretrain.correspondence import project_to_cells  # noqa: E402
 from picat.pretrain.model import PicAtPoint, VariantSettings  # noqa: E402
 from picat.report import atomic_output  # noqa: E402
@@ -95,7 +95,9 @@ def load_pretrained(checkpoint: Path, device: str = "cpu") -> PretrainedModel:
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a picat checkpoint, no heads saved,
-            or a variant without the local heads (e.g. ``no_local``), naming the checkpoint.
+            a variant without the local heads (e.g. ``no_local``), or a ``state_dict`` or
+            ``pretrain_state_dict`` that does not load whole (a missing, extra or mis-shaped
+            tensor), naming the checkpoint (and the tensor).
     """
     path = Path(checkpoint)
     if not path.is_file():
@@ -117,9 +119,14 @@ def load_pretrained(checkpoint: Path, device: str = "cpu") -> PretrainedModel:
         raise ValueError(f"{path}: metadata.settings lacks {missing}, needed to rebuild the heads")
     state = payload["pretrain_state_dict"]
     backbone = build_point_backbone(payload["backbone"], payload["options"], payload["normals"], payload["up_axis"])
-    image_dim = int(state["image_local.layers.0.weight"].shape[1])
+    load_state_whole(backbone, payload.get("state_dict"), path, "state_dict")  # the backbone alone, as load_backbone
+    image_key = "image_local.layers.0.weight"  # (latent, image_dim, 1, 1): gives the image feature width
+    if not isinstance(state, dict) or not isinstance(state.get(image_key), torch.Tensor) or state[image_key].dim() < 2:
+        raise ValueError(f"checkpoint {path}: 'pretrain_state_dict' lacks the (latent, image_dim, ...) tensor "
+                         f"{image_key} that gives the image feature width; the file is corrupt or from another model")
+    image_dim = int(state[image_key].shape[1])
     model = PicAtPoint(backbone, image_dim, variant, settings["latent_dim"], settings["pose_dim"])
-    model.load_state_dict(state)
+    load_state_whole(model, state, path, "pretrain_state_dict")
     return PretrainedModel(
         model=model.to(device).eval(), path=path, backbone=payload["backbone"], variant=variant,
         seed=int(metadata.get("seed", -1)), suite=str(metadata.get("suite", "unknown")), normals=bool(payload["normals"]),
