@@ -35,9 +35,9 @@ def _json_arg(text: str) -> dict:
 
 
 def _cmd_render_env(args: argparse.Namespace) -> None:
-    from picat.render.environment import build_render_env
+    from picat.stages.render_env import build
 
-    build_render_env(Path(args.env_dir))
+    build(Path(args.env_dir))
 
 
 def _cmd_corpus(args: argparse.Namespace) -> None:
@@ -155,7 +155,7 @@ def _cmd_standins(args: argparse.Namespace) -> None:
 def _cmd_svm(args: argparse.Namespace) -> None:
     import torch
 
-    from picat.stages.downstream import run_svm
+    from picat.stages.svm import run_svm
 
     torch.set_num_threads(args.threads)
     run_svm(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
@@ -165,7 +165,7 @@ def _cmd_svm(args: argparse.Namespace) -> None:
 def _cmd_finetune(args: argparse.Namespace) -> None:
     import torch
 
-    from picat.stages.downstream import run_finetune
+    from picat.stages.finetune import run_finetune
 
     torch.set_num_threads(args.threads)
     run_finetune(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
@@ -179,7 +179,7 @@ def _cmd_seg_standins(args: argparse.Namespace) -> None:
 
 
 def _cmd_s3dis_convert(args: argparse.Namespace) -> None:
-    from picat.stages.segmentation import convert_s3dis
+    from picat.stages.s3dis_convert import convert_s3dis
 
     convert_s3dis(Path(args.raw), Path(args.out))
 
@@ -187,7 +187,7 @@ def _cmd_s3dis_convert(args: argparse.Namespace) -> None:
 def _cmd_partseg(args: argparse.Namespace) -> None:
     import torch
 
-    from picat.stages.segmentation import run_partseg
+    from picat.stages.partseg import run_partseg
 
     torch.set_num_threads(args.threads)
     run_partseg(args.dataset, args.settings, Path(args.out), args.suite, args.seed, device=args.device,
@@ -197,7 +197,7 @@ def _cmd_partseg(args: argparse.Namespace) -> None:
 def _cmd_semseg(args: argparse.Namespace) -> None:
     import torch
 
-    from picat.stages.segmentation import run_semseg
+    from picat.stages.semseg import run_semseg
 
     torch.set_num_threads(args.threads)
     run_semseg(Path(args.rooms), args.settings, Path(args.out), args.suite, args.seed, device=args.device,
@@ -205,15 +205,12 @@ def _cmd_semseg(args: argparse.Namespace) -> None:
 
 
 def _cmd_figure4(args: argparse.Namespace) -> None:
-    from picat.report import atomic_output
-    from picat.report.figure4 import plot_figure4
+    from picat.stages.figure4 import make_figure4
 
-    features = [Path(path) for path in args.features] if args.features else None
-    summary = plot_figure4(Path(args.checkpoint), [Path(path) for path in args.shards], features, Path(args.out),
-                           n_objects=args.n_objects, seed=args.seed, device=args.device)
-    if args.summary:
-        with atomic_output(Path(args.summary)) as path:
-            path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    make_figure4(Path(args.checkpoint), [Path(path) for path in args.shards],
+                 [Path(path) for path in args.features] if args.features else None, Path(args.out),
+                 Path(args.summary) if args.summary else None, n_objects=args.n_objects, seed=args.seed,
+                 device=args.device)
 
 
 def _cmd_tables(args: argparse.Namespace) -> None:

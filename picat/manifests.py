@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from picat.atomic import atomic_path
 from picat.meshes import SUPPORTED_SUFFIXES
 
 MANIFEST_COLUMNS = ("object_id", "category", "path")
@@ -102,14 +103,10 @@ def shard_name(index: int) -> str:
 
 def write_manifest(records: list[MeshRecord], path: Path) -> None:
     """Write a manifest TSV atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
         writer.writerows((r.object_id, r.category, r.path) for r in records)
-    tmp.replace(path)
 
 
 def read_manifest(path: Path) -> list[MeshRecord]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from picat.atomic import atomic_path
+
 SUPPORTED_SUFFIXES = (".obj", ".off", ".ply", ".stl")
 
 
@@ -143,9 +145,6 @@ def write_obj(vertices: np.ndarray, faces: np.ndarray, path: Path) -> None:
     Args:
         vertices: (V, 3) float coordinates. faces: (F, 3) 0-based int indices.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
+    with atomic_path(Path(path)) as tmp, open(tmp, "w") as handle:
         handle.write("".join(f"v {x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in vertices))
         handle.write("".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces))
-    tmp.replace(path)

@@ -45,7 +45,7 @@ def random_points(n: int, n_points: int = 16, channels: int = 3, seed: int = 0) 
 
 
 def no_temporary_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+    return not [p for p in folder.rglob("*") if ".tmp-" in p.name]
 
 
 # --------------------------------------------------------------------------- PointCloudSet

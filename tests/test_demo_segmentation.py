@@ -170,6 +170,8 @@ def test_rooms_are_deterministic_and_areas_differ(tmp_path, room_root):
     first = raw_rooms(room_root)[2]
     assert first.parent.name == "Area_5"
     assert _files(again / "Area_5" / first.name) == _files(first)  # room 0 of Area 5, whatever else was asked
+    other = write_s3dis_standin(tmp_path / "other_seed", [5], 1, DENSITY, seed=5)
+    assert _files(other / "Area_5" / first.name) != _files(first)  # another seed, another room
     arrays = [convert_room(room)[0] for room in raw_rooms(room_root)]
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):

@@ -137,7 +137,7 @@ def test_each_use_of_the_pretraining_seed_changes_the_weights(toy_data, tmp_path
 
 
 def test_same_seed_gives_equal_svm_records(datasets, tmp_path):  # noqa: F811
-    from picat.stages.downstream import run_svm
+    from picat.stages.svm import run_svm
 
     settings = {"n_points": 64, "c_grid": [0.01, 1.0], "folds": 2}
     spec = {"backbone": "pointnext", "options": TINY_POINTNEXT, "up_axis": "y"}
@@ -162,7 +162,7 @@ def test_different_seed_gives_different_svm_records(datasets, tmp_path, monkeypa
     SVM is fitted on differ, run_svm hands its seed to the SVM, and on the same features the
     CV scores follow the seed; and the records differ beyond their ``seed`` field.
     """
-    import picat.stages.downstream as stage
+    import picat.stages.svm as stage
     from picat.downstream.svm import SvmSettings, fit_and_score
 
     fitted = []

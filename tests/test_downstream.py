@@ -16,7 +16,8 @@ from picat.downstream.svm import SvmSettings, extract_features, fit_and_score
 from picat.models.factory import backbone_checkpoint, build_point_backbone
 from picat.models.pointnext import PointNeXtClassifier, PointNeXtConfig
 from picat.report.results import load_results
-from picat.stages.downstream import run_finetune, run_svm
+from picat.stages.finetune import run_finetune
+from picat.stages.svm import run_svm
 from picat.stages.tables import collate, paper_configuration_parameters
 
 TINY_DGCNN = {"k": 4, "emb_dims": 16, "local_centres": 8}
@@ -161,7 +162,7 @@ def test_finetune_step_starts_from_the_checkpoint_weights(datasets, tmp_path, mo
         return {"test": {"overall_accuracy": 50.0, "mean_class_accuracy": 50.0}, "selected_epoch": 1, "history": [],
                 "settings": {}, "n_train": 16, "n_val": 0, "n_test": 16}
 
-    monkeypatch.setattr("picat.stages.downstream.finetune", spy)
+    monkeypatch.setattr("picat.stages.finetune.finetune", spy)
     settings = {"epochs": 1, "batch_size": 4, "n_points": 32}
     record = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "ft.json", "demo", 5,
                           checkpoint=checkpoint, log=io.StringIO())

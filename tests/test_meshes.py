@@ -77,7 +77,7 @@ def test_write_obj_round_trip(tmp_path):
     copy = load_mesh(tmp_path / "copy.obj")
     np.testing.assert_allclose(copy.vertices, mesh.vertices)
     np.testing.assert_array_equal(copy.faces, mesh.faces)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob(".*.tmp-*"))
 
 
 def test_normalisation_of_coincident_points():

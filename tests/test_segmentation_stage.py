@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 from picat.config import ConfigError, validate_config
-from picat.datasets import DatasetError, converted_rooms, read_room
+from picat.datasets import DatasetError, converted_rooms, read_part_segmentation, read_room
 from picat.demo.parts import SHAPENETPART_LAYOUT
 from picat.demo.rooms import S3DIS_LAYOUT
 from picat.report.results import load_results
+from picat.stages.partseg import run_partseg
+from picat.stages.s3dis_convert import convert_s3dis
 from picat.stages.seg_standins import build_seg_standins
-from picat.stages.segmentation import convert_s3dis, read_part_segmentation, run_partseg, run_semseg
+from picat.stages.semseg import run_semseg
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_DGCNN = {"backbone": "dgcnn", "options": {"k": 4, "emb_dims": 16, "local_centres": 8}, "up_axis": "y"}

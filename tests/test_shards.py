@@ -85,6 +85,10 @@ def test_points_are_deterministic_per_object(packed, tmp_path):
     with h5py.File(path) as a, h5py.File(tmp_path / "again.h5") as b:
         np.testing.assert_array_equal(a["points"][()], b["points"][()])
     assert object_seed(5, "a_cube") != object_seed(6, "a_cube") != object_seed(5, "b_cube")
+    # Another sampling seed samples other points of the same surface.
+    pack_shard(tmp_path / "manifest.tsv", tmp_path / "renders.h5", tmp_path / "other.h5", n_points=64, seed=6)
+    with h5py.File(path) as a, h5py.File(tmp_path / "other.h5") as b:
+        assert not np.array_equal(a["points"][()], b["points"][()])
 
 
 def test_changed_mesh_after_render_is_an_error(packed, tmp_path):

@@ -34,8 +34,10 @@ from picat.models.factory import backbone_checkpoint, build_point_backbone, load
 from picat.models.segmentation import segmentation_encoder
 from picat.pretrain.model import PicAtPoint
 from picat.report.figure4 import load_pretrained, plot_figure4
-from picat.stages.downstream import run_finetune, run_svm
-from picat.stages.segmentation import run_partseg, run_semseg
+from picat.stages.finetune import run_finetune
+from picat.stages.partseg import run_partseg
+from picat.stages.semseg import run_semseg
+from picat.stages.svm import run_svm
 
 # Tiny configurations, as tests/test_downstream.py and tests/test_figure4.py build them.
 TINY_OPTIONS: dict[str, dict[str, Any]] = {

@@ -28,7 +28,9 @@ from picat.datasets.scanobjectnn import (
 )
 from picat.datasets.shapenetpart import (
     CATEGORY_PARTS,
+    PART_FORMATS,
     PartSegmentationSet,
+    read_part_segmentation,
     read_shapenetpart_h5,
     read_shapenetpart_txt,
 )
@@ -37,7 +39,8 @@ __all__ = [
     "DatasetError", "PointCloudSet", "FORMATS", "read_classification",
     "read_modelnet40_h5", "read_modelnet40_resampled", "read_modelnet40_off", "write_modelnet40_h5",
     "SCANOBJECTNN_CLASSES", "VARIANT_FILES", "read_scanobjectnn", "write_scanobjectnn",
-    "CATEGORY_PARTS", "PartSegmentationSet", "read_shapenetpart_h5", "read_shapenetpart_txt",
+    "CATEGORY_PARTS", "PART_FORMATS", "PartSegmentationSet", "read_part_segmentation", "read_shapenetpart_h5",
+    "read_shapenetpart_txt",
     "S3DIS_CLASSES", "Room", "convert_room", "converted_rooms", "raw_rooms", "read_room", "write_room",
 ]
 

@@ -18,7 +18,6 @@ the HDF5 key or text line) and says what is wrong; nothing is dropped silently.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -221,24 +220,3 @@ def check_h5_labels(label: np.ndarray, n: int, n_classes: int, path: Path, key: 
     labels = as_labels(label, f"{path}: HDF5 key {key!r}")
     check_labels(labels, n_classes, f"{path}: HDF5 key {key!r}")
     return labels
-
-
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed onto ``path`` only if the block
-    succeeds (readers and Snakemake never see half a file), removed otherwise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, per-process name: not matched by the readers' globs, no clash between writers,
-    # and (unlike mkstemp) the file gets the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text_atomically(path: Path, lines: Sequence[str]) -> None:
-    with _atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

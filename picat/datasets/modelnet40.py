@@ -30,11 +30,10 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from picat.atomic import atomic_path, write_text_atomically
 from picat.datasets.base import (
     DatasetError,
     PointCloudSet,
-    _atomic_path,
-    _write_text_atomically,
     check_finite,
     check_h5_labels,
     check_points_array,
@@ -172,14 +171,14 @@ def write_modelnet40_h5(root: Path, split: str, points: np.ndarray, labels: np.n
     for index, start in enumerate(range(0, len(dataset), per_file)):
         chunk = slice(start, start + per_file)
         path = root / f"ply_data_{split}{index}.h5"
-        with _atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
             handle.create_dataset("data", data=dataset.points[chunk, :, :3])
             handle.create_dataset("label", data=dataset.labels[chunk, None].astype(label_dtype))
             if dataset.points.shape[2] == 6:
                 handle.create_dataset("normal", data=dataset.points[chunk, :, 3:])
         written.append(path)
-    _write_text_atomically(root / "shape_names.txt", dataset.class_names)
-    _write_text_atomically(root / f"{split}_files.txt", [f"{H5_LIST_PREFIX}/{p.name}" for p in written])
+    write_text_atomically(root / "shape_names.txt", "".join(f"{line}\n" for line in dataset.class_names))
+    write_text_atomically(root / f"{split}_files.txt", "".join(f"{H5_LIST_PREFIX}/{p.name}\n" for p in written))
     # Files of an earlier, longer write would be read by the glob fallback of a copy that
     # loses the list; remove them only now that the new list is in place.
     for stale in _numbered_h5_files(root, split)[len(written):]:

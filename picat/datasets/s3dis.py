@@ -16,7 +16,6 @@ clutter. The conversion reports how many files it remapped so the choice is visi
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from picat.atomic import atomic_path
 from picat.datasets.base import DatasetError, require_root
 
 S3DIS_CLASSES: tuple[str, ...] = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair",
@@ -93,10 +93,8 @@ def raw_rooms(root: Path) -> list[Path]:
 
 def write_room(array: np.ndarray, path: Path) -> None:
     """Write an (N, 7) room array atomically (temp name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, np.asarray(array, dtype=np.float32))
-    os.replace(tmp, path)
+    with atomic_path(Path(path)) as tmp:
+        np.save(tmp, np.asarray(array, dtype=np.float32))
 
 
 def read_room(path: Path) -> Room:

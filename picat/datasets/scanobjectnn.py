@@ -21,11 +21,10 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from picat.atomic import atomic_path, write_text_atomically
 from picat.datasets.base import (
     DatasetError,
     PointCloudSet,
-    _atomic_path,
-    _write_text_atomically,
     check_h5_labels,
     check_points_array,
     open_h5,
@@ -133,13 +132,13 @@ def write_scanobjectnn(root: Path, variant: str, split: str, points: np.ndarray,
     names = tuple(class_names) if class_names is not None else (
         _class_names(root) if root.is_dir() else SCANOBJECTNN_CLASSES)
     dataset = _validated(points, labels, masks, names, f"{path} (to write)")
-    with _atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.create_dataset("data", data=dataset.points)
         handle.create_dataset("label", data=dataset.labels)
         if dataset.masks is not None:
             handle.create_dataset("mask", data=dataset.masks)
     if class_names is not None:
-        _write_text_atomically(root / CLASS_NAMES_FILE, dataset.class_names)
+        write_text_atomically(root / CLASS_NAMES_FILE, "".join(f"{line}\n" for line in dataset.class_names))
     return path
 
 

@@ -20,8 +20,10 @@ sample from them.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,3 +158,38 @@ def read_shapenetpart_h5(root: Path, split: str) -> PartSegmentationSet:
             labels.append(int(label[row]))
             ids.append(f"{path.name}:{row}")
     return PartSegmentationSet(points, parts, np.asarray(labels, dtype=np.int64), names, ids)
+
+
+PART_FORMATS = ("shapenetpart_txt", "shapenetpart_h5")
+
+
+def concatenate_part_sets(sets: list[PartSegmentationSet]) -> PartSegmentationSet:
+    """One set holding the shapes of ``sets`` (same category order required)."""
+    names = sets[0].category_names
+    for other in sets[1:]:
+        if other.category_names != names:
+            raise DatasetError(f"splits list different categories: {names} vs {other.category_names}")
+    return PartSegmentationSet(
+        [p for s in sets for p in s.points], [p for s in sets for p in s.parts],
+        np.concatenate([s.categories for s in sets]), names, [i for s in sets for i in s.shape_ids])
+
+
+def read_part_segmentation(spec: Mapping[str, Any], split: str) -> PartSegmentationSet:
+    """ShapeNetPart's ``split`` from a reader spec ``{format, root, normals?}``.
+
+    ``split`` "trainval" is train + val: the benchmark's usual training set (the paper's
+    peers train on both and test on test).
+    """
+    fmt = spec.get("format")
+    if fmt not in PART_FORMATS:
+        raise DatasetError(f"dataset spec 'format' must be one of {PART_FORMATS} for part segmentation, got {fmt!r}")
+    root = Path(spec["root"])
+
+    def read(one: str) -> PartSegmentationSet:
+        if fmt == "shapenetpart_txt":
+            return read_shapenetpart_txt(root, one, normals=bool(spec.get("normals", False)))
+        return read_shapenetpart_h5(root, one)
+
+    if split == "trainval":
+        return concatenate_part_sets([s for s in (read("train"), read("val")) if len(s)])
+    return read(split)

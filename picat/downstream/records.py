@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from picat.atomic import write_json_atomically
 
 CLASSIFICATION_BENCHMARKS = ("modelnet40", "scanobjectnn_obj_bg", "scanobjectnn_obj_only",
@@ -236,3 +238,33 @@ def write_records(records: list[dict[str, Any]], path: Path) -> None:
         raise TypeError(f"write_records takes a list of records, got {type(records).__name__}")
     validate_records(path, records)
     write_json_atomically(path, records)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats as None (strict JSON has no NaN; a class absent from a test set has no IoU)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    return value
+
+
+def write_run_records(protocol: str, benchmark: str, backbone: str, metrics: dict[str, float], details: dict[str, Any],
+           output: Path, suite: str, seed: int, init: str, variant: str | None, metadata: dict | None,
+           checkpoint: Path | None) -> list[dict[str, Any]]:
+    """Write one run's records, one per metric, with the backbone source's suite, weights and checkpoint."""
+    from picat.downstream.backbones import image_weights_label, trainable_pretrain_params
+
+    records = make_records(
+        metrics, protocol=protocol, benchmark=benchmark, backbone=backbone, variant=variant, init=init, seed=seed,
+        suite=suite, image_backbone=None if metadata is None else image_weights_label(metadata),
+        trainable_pretrain_params=trainable_pretrain_params(metadata),
+        checkpoint=None if checkpoint is None else str(checkpoint), details=json_safe(details))
+    write_records(records, output)
+    return records

@@ -59,6 +59,22 @@ def backbone_checkpoint(name: str, options: dict[str, Any], normals: bool, up_ax
             "up_axis": up_axis, "state_dict": backbone.state_dict(), "metadata": metadata}
 
 
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The payload of a picat checkpoint (:func:`backbone_checkpoint`'s format, plus what
+    ``picat pretrain`` adds: ``pretrain_state_dict`` with the heads).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a picat checkpoint of this format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a picat checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
 def load_state_whole(module: nn.Module, state: Any, path: str | Path, key: str = "state_dict") -> None:
     """Load a checkpoint's ``state`` into ``module``, every tensor of it, or fail naming the file and the tensors.
 
@@ -104,11 +120,7 @@ def load_backbone(path: str | Path, local: bool = False, map_location: str | tor
             does not load whole (a missing, extra or mis-shaped tensor), naming the file and tensor.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a picat backbone checkpoint (format {CHECKPOINT_FORMAT})")
+    payload = read_checkpoint(path, map_location)
     backbone = build_point_backbone(payload["backbone"], payload["options"], payload["normals"], payload["up_axis"])
     load_state_whole(backbone, payload.get("state_dict"), path, "state_dict")
     module = LocalBackbone(backbone) if local else backbone

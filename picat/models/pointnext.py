@@ -176,7 +176,7 @@ class PointNeXtConfig:
         return out
 
 
-def _mlp(channels: list[int], last_act: bool) -> nn.Sequential:
+def mlp(channels: list[int], last_act: bool) -> nn.Sequential:
     """Point-wise (linear, BN, ReLU) layers over flattened rows (M, C).
 
     Linear layers carry no bias since BN follows each; the last ReLU is optional. Callers
@@ -203,7 +203,7 @@ class _GroupedMLP(nn.Module):
         self.first = nn.Linear(channels[0], channels[1], bias=False)  # input order [dp (3), f (C)]
         self.first_norm = nn.BatchNorm1d(channels[1])
         self.first_act = nn.ReLU(inplace=True) if (last_act or len(channels) > 2) else nn.Identity()
-        self.rest = _mlp(channels[1:], last_act) if len(channels) > 2 else nn.Sequential()
+        self.rest = mlp(channels[1:], last_act) if len(channels) > 2 else nn.Sequential()
 
     def forward(self, dp: Tensor, features: Tensor, idx: Tensor | None) -> Tensor:
         """
@@ -293,7 +293,7 @@ class InvResMLP(nn.Module):
         super().__init__()
         self.radius, self.nsample, self.normalize_dp = radius, nsample, normalize_dp
         self.aggregate = _GroupedMLP([channels + 3, channels], last_act=True)
-        self.pointwise = _mlp([channels, channels * expansion, channels], last_act=False)
+        self.pointwise = mlp([channels, channels * expansion, channels], last_act=False)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, xyz: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from picat.models.dgcnn import DGCNN, NEGATIVE_SLOPE
 from picat.models.ops import gather_points, knn
-from picat.models.pointnext import PointNeXtConfig, PointNeXtEncoder, _mlp
+from picat.models.pointnext import PointNeXtConfig, PointNeXtEncoder, mlp
 
 __all__ = ["DGCNNPartSegmenter", "with_k", "FeaturePropagation", "PointNeXtSegmenter", "segmentation_encoder",
            "STEM_WEIGHT"]
@@ -156,7 +156,7 @@ class FeaturePropagation(nn.Module):
     def __init__(self, skip_channels: int, coarse_channels: int, out_channels: int, layers: int = 2) -> None:
         super().__init__()
         self.skip_channels, self.coarse_channels = skip_channels, coarse_channels
-        self.mlp = _mlp([skip_channels + coarse_channels] + [out_channels] * layers, last_act=True)
+        self.mlp = mlp([skip_channels + coarse_channels] + [out_channels] * layers, last_act=True)
 
     def forward(self, fine_xyz: Tensor, fine_features: Tensor, coarse_xyz: Tensor, coarse_features: Tensor) -> Tensor:
         """(B, Nf, 3), (B, Nf, Cs), (B, Nc, 3), (B, Nc, Cc) -> (B, Nf, out_channels)."""

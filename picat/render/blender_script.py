@@ -230,6 +230,9 @@ class ResultWriter:
 
     def __init__(self, output: str, n_views: int, height: int, width: int) -> None:
         self.output = Path(output)
+        # This script runs in Blender's python, which cannot import picat (a separate venv), so it
+        # keeps its own temporary-name-then-rename instead of picat.atomic; launch.py removes a
+        # leftover of a killed run by this name.
         self.tmp_path = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
         self.file = h5py.File(self.tmp_path, "w")
         text = h5py.string_dtype("utf-8")

@@ -23,7 +23,7 @@ matplotlib.use("Agg")  # headless: the workflow runs without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from picat.report import atomic_output  # noqa: E402
+from picat.atomic import atomic_path  # noqa: E402
 from picat.report.paper_tables import load_paper_tables  # noqa: E402
 
 PAPER_LABEL = "paper accuracy, parameters counted by picat"
@@ -147,7 +147,7 @@ def plot_figure2(summary: pd.DataFrame, out_png: Path, paper_config_params: int 
                        fontsize=8, color="dimgrey")
         # Below the axes, so that the legend never hides a measured point.
         figure.legend(fontsize=7, loc="outside lower center", ncols=1)
-        with atomic_output(Path(out_png)) as temporary:
+        with atomic_path(Path(out_png)) as temporary:
             figure.savefig(temporary, format="png", dpi=150)
     finally:
         plt.close(figure)

@@ -41,11 +41,11 @@ import torch  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from picat.atomic import atomic_path  # noqa: E402
 from picat.geometry import project_points  # noqa: E402
-from picat.models.factory import CHECKPOINT_FORMAT, build_point_backbone, load_state_whole  # noqa: E402
+from picat.models.factory import build_point_backbone, load_state_whole, read_checkpoint  # noqa: E402
 from picat.pretrain.correspondence import project_to_cells  # noqa: E402
 from picat.pretrain.model import PicAtPoint, VariantSettings  # noqa: E402
-from picat.report import atomic_output  # noqa: E402
 from picat.shards import open_shard, read_strings  # noqa: E402
 
 EXEMPLAR_COLOURS = ("#e6194b", "#1e90ff")  # red and blue: distinct on the heatmap's colour map
@@ -100,11 +100,7 @@ def load_pretrained(checkpoint: Path, device: str = "cpu") -> PretrainedModel:
             tensor), naming the checkpoint (and the tensor).
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a picat pretrain checkpoint (format {CHECKPOINT_FORMAT})")
+    payload = read_checkpoint(path)
     metadata = payload.get("metadata", {})
     variant = metadata.get("variant")
     if variant is None or "pretrain_state_dict" not in payload:
@@ -450,7 +446,7 @@ def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Pa
         figure.colorbar(artist, ax=axes[:, 1:].ravel().tolist(), shrink=0.8,
                         label="cosine similarity, local point vs image cell embedding")
         figure.suptitle(_caption(pretrained), fontsize=8)
-        with atomic_output(Path(out_png)) as temporary:
+        with atomic_path(Path(out_png)) as temporary:
             figure.savefig(temporary, format="png", dpi=120)
     finally:
         plt.close(figure)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from picat.report import atomic_output
+from picat.atomic import atomic_path
 from picat.report.results import load_results, summarise
 
 LONG_COLUMNS = ["table", "benchmark", "method", "backbone", "variant", "init", "metric", "value", "std",
@@ -327,7 +327,7 @@ def build_wide_tables(long: pd.DataFrame, specs: Sequence[TableSpec] = TABLE_SPE
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_output(path) as temporary:
+    with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False)
 
 

@@ -10,7 +10,6 @@ since BlenderProc has no OFF loader.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ import h5py
 import numpy as np
 
 from picat import __version__
+from picat.atomic import atomic_path
 from picat.geometry import dodecahedron_cameras
 from picat.manifests import read_manifest
 from picat.meshes import MeshError, load_mesh, write_obj
@@ -52,49 +52,50 @@ def render_shard(
     skipped: list[SkippedMesh] = []
     items: list[RenderItem] = []
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="picat-render-") as work_dir:
-        for record in records:
-            try:
-                mesh = load_mesh(record.path)
-            except MeshError as error:
-                skipped.append(SkippedMesh(record.object_id, record.path, error.reason))
-                print(f"[render] skipped {record.object_id}: {error}", file=log)
-                continue
-            obj_path = record.path
-            if Path(record.path).suffix.lower() != ".obj":
-                obj_path = str(Path(work_dir) / f"{len(items)}.obj")
-                write_obj(mesh.vertices, mesh.faces, Path(obj_path))
-            items.append(RenderItem(record.object_id, obj_path, mesh.world_from_file.tolist()))
-        if not items:
-            reasons = "; ".join(f"{s.object_id}: {s.reason}" for s in skipped[:5])
-            raise RuntimeError(f"{manifest}: every mesh of the shard failed to load ({reasons})")
-        print(f"[render] {len(items)} meshes to render, {len(skipped)} skipped", file=log)
-        blender_output = output.with_name(output.name + ".blender.tmp")
-        job = RenderJob(
-            items=items, view_matrices=views.tolist(), fov_deg=render["fov_deg"],
-            width=render["resolution"], height=render["resolution"], engine=render["engine"],
-            cycles_samples=render["cycles_samples"], threads=render["threads"], output=str(blender_output),
-        )
-        render_objects(job, Path(env_dir), log=log)
-    world_from_file = {item.object_id: np.asarray(item.world_from_file) for item in items}
-    paths = {record.object_id: record.path for record in records}
-    with h5py.File(blender_output, "r+") as rendered:
-        rendered_ids = read_strings(rendered["object_ids"])
-        for object_id, reason in zip(read_strings(rendered["failed/object_ids"]), read_strings(rendered["failed/reasons"])):
-            skipped.append(SkippedMesh(object_id, paths[object_id], f"at rendering: {reason}"))
-        if not rendered_ids:
-            blender_output.unlink()
-            raise RuntimeError(f"{manifest}: Blender rendered none of the shard's meshes: {[s.reason for s in skipped[:5]]}")
-        rendered.create_dataset("world_from_file", data=np.stack([world_from_file[i] for i in rendered_ids]))
-        rendered.create_dataset("view_matrices", data=views)
-        rendered.create_dataset("proj_matrices", data=projs)
-        group = rendered.create_group("skipped")
-        write_strings(group, "object_ids", [s.object_id for s in skipped])
-        write_strings(group, "paths", [s.path for s in skipped])
-        write_strings(group, "reasons", [s.reason for s in skipped])
-        settings = {"render": render, "up_axis": up_axis, "picat_version": __version__}
-        rendered.attrs["settings"] = json.dumps(settings, sort_keys=True)
-    os.replace(blender_output, output)
+    # Blender writes the render file under the temporary name; it is completed here and only
+    # then renamed onto ``output``.
+    with atomic_path(output) as blender_output:
+        with tempfile.TemporaryDirectory(prefix="picat-render-") as work_dir:
+            for record in records:
+                try:
+                    mesh = load_mesh(record.path)
+                except MeshError as error:
+                    skipped.append(SkippedMesh(record.object_id, record.path, error.reason))
+                    print(f"[render] skipped {record.object_id}: {error}", file=log)
+                    continue
+                obj_path = record.path
+                if Path(record.path).suffix.lower() != ".obj":
+                    obj_path = str(Path(work_dir) / f"{len(items)}.obj")
+                    write_obj(mesh.vertices, mesh.faces, Path(obj_path))
+                items.append(RenderItem(record.object_id, obj_path, mesh.world_from_file.tolist()))
+            if not items:
+                reasons = "; ".join(f"{s.object_id}: {s.reason}" for s in skipped[:5])
+                raise RuntimeError(f"{manifest}: every mesh of the shard failed to load ({reasons})")
+            print(f"[render] {len(items)} meshes to render, {len(skipped)} skipped", file=log)
+            job = RenderJob(
+                items=items, view_matrices=views.tolist(), fov_deg=render["fov_deg"],
+                width=render["resolution"], height=render["resolution"], engine=render["engine"],
+                cycles_samples=render["cycles_samples"], threads=render["threads"], output=str(blender_output),
+            )
+            render_objects(job, Path(env_dir), log=log)
+        world_from_file = {item.object_id: np.asarray(item.world_from_file) for item in items}
+        paths = {record.object_id: record.path for record in records}
+        with h5py.File(blender_output, "r+") as rendered:
+            rendered_ids = read_strings(rendered["object_ids"])
+            for object_id, reason in zip(read_strings(rendered["failed/object_ids"]), read_strings(rendered["failed/reasons"])):
+                skipped.append(SkippedMesh(object_id, paths[object_id], f"at rendering: {reason}"))
+            if not rendered_ids:
+                blender_output.unlink()
+                raise RuntimeError(f"{manifest}: Blender rendered none of the shard's meshes: {[s.reason for s in skipped[:5]]}")
+            rendered.create_dataset("world_from_file", data=np.stack([world_from_file[i] for i in rendered_ids]))
+            rendered.create_dataset("view_matrices", data=views)
+            rendered.create_dataset("proj_matrices", data=projs)
+            group = rendered.create_group("skipped")
+            write_strings(group, "object_ids", [s.object_id for s in skipped])
+            write_strings(group, "paths", [s.path for s in skipped])
+            write_strings(group, "reasons", [s.reason for s in skipped])
+            settings = {"render": render, "up_axis": up_axis, "picat_version": __version__}
+            rendered.attrs["settings"] = json.dumps(settings, sort_keys=True)
     elapsed = time.time() - started
     n_views = len(rendered_ids) * len(views)
     print(f"[render] {len(rendered_ids)} objects, {n_views} views in {elapsed:.1f} s "

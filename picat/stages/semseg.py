@@ -1,0 +1,72 @@
+"""The semseg step (Table 5): PointNeXt-S scene segmentation on S3DIS; writes one record per metric.
+
+The run starts from a Pic@Point checkpoint or a random initialisation, trains on every area
+but the held-out one, scores the last epoch on whole test rooms (never selected on them) and
+writes a JSON list of records: mIoU, mAcc and overall accuracy.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from picat.datasets import S3DIS_CLASSES, DatasetError, converted_rooms, read_room
+from picat.devices import pick_device
+from picat.downstream.backbones import backbone_source
+from picat.downstream.records import write_run_records
+from picat.downstream.semseg import SemSegSettings, run_scene_segmentation
+from picat.models.pointnext import PointNeXtEncoder
+from picat.models.segmentation import PointNeXtSegmenter, segmentation_encoder
+
+
+def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: str, seed: int,
+               checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
+               log: TextIO = sys.stderr) -> list[dict[str, Any]]:
+    """PointNeXt-S scene segmentation on S3DIS, ``test_area`` held out (Table 5); writes and returns the records."""
+    settings = dict(settings)
+    encoder_options = settings.pop("encoder", {})  # the segmentation encoder's set abstraction
+    scene = SemSegSettings.of(settings)
+    source, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="scratch")
+    if not isinstance(source, PointNeXtEncoder):
+        raise ValueError(f"scene segmentation (Table 5) uses PointNeXt-S, got a {source.picat_metadata['backbone']} "
+                         "backbone")
+    rooms = [read_room(path) for path in converted_rooms(Path(rooms_dir))]
+    areas = sorted({room.area for room in rooms})
+    if scene.test_area not in areas:
+        raise DatasetError(f"{rooms_dir}: no room of the held-out test area {scene.test_area} (areas present: {areas})")
+    train_areas = [area for area in areas if area != scene.test_area]
+    if not train_areas:
+        raise DatasetError(f"{rooms_dir}: only the test area {scene.test_area} is present; nothing to train on")
+    train_rooms = [room for room in rooms if room.area != scene.test_area]
+    test_rooms = [room for room in rooms if room.area == scene.test_area]
+    # A scratch run starts from the random encoder of the architecture pre-training trains
+    # (random_spec's options), so both inits build the very same segmentation network.
+    encoder, transfer = segmentation_encoder(source, seed=seed, **encoder_options_of(encoder_options))
+    if init == "scratch":
+        transfer["source"] = f"random initialisation (seed {seed}) of the pre-training architecture: no pre-trained weights"
+    torch.manual_seed(seed)  # the decoder's and head's initialisation
+    model = PointNeXtSegmenter(encoder, len(S3DIS_CLASSES))
+    where = pick_device(device)
+    print(f"[semseg] s3dis: {len(train_rooms)} train rooms (areas {train_areas}) / {len(test_rooms)} test rooms "
+          f"(area {scene.test_area}); PointNeXt-S {init}{'' if variant is None else ', ' + variant} (seed {seed}) "
+          f"on {where}; weights transferred: {transfer['counts']}", file=log, flush=True)
+    result = run_scene_segmentation(model, train_rooms, test_rooms, scene, seed, where, log)
+    scores = result["test"]
+    print(f"[semseg] test mIoU {scores['miou']:.2f}%, mAcc {scores['macc']:.2f}%, OA {scores['overall_accuracy']:.2f}%",
+          file=log, flush=True)
+    details = {**result, "transfer": transfer, "rooms_dir": str(rooms_dir), "train_areas": train_areas,
+               "test_area": scene.test_area, "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    return write_run_records("semseg", "s3dis", "pointnext",
+                  {"miou": scores["miou"], "macc": scores["macc"], "overall_accuracy": scores["overall_accuracy"]},
+                  details, output, suite, seed, init, variant, metadata, checkpoint)
+
+
+def encoder_options_of(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - {"radius", "strides", "radius_scaling"}
+    if unknown:
+        raise ValueError(f"downstream.semseg.encoder: unknown key(s) {sorted(unknown)} (known: radius, strides, "
+                         "radius_scaling)")
+    return {key: tuple(value) if key == "strides" else value for key, value in options.items()}
