@@ -1,10 +1,10 @@
 """Peak memory of a pre-training job as a function of the number of shards it reads.
 
-For every K in ``--shard-counts``, writes K synthetic shards in the real layouts (HDF5 shard + its image-feature cache with the demo's EfficientNet-Lite0
-shape, 1280 x 7 x 7 float16 per view) -- ``--objects-per-shard`` objects each (the corpus
-grows with K), or ``--total-objects`` cut into K shards (the same corpus, hence the same
-steps per epoch, in more files) -- runs one pre-training job over them in a fresh process
-and reports:
+For every K in ``--shard-counts``, writes K synthetic shards in the real layouts (HDF5 shard +
+its image-feature cache with the demo's EfficientNet-Lite0 shape, 1280 x 7 x 7 float16 per
+view) -- ``--objects-per-shard`` objects each (the corpus grows with K), or ``--total-objects``
+cut into K shards (the same corpus, hence the same steps per epoch, in more files) -- runs one
+pre-training job over them in a fresh process and reports:
 
 - ``peak_rss_mb``: the job's peak resident memory (``ru_maxrss``; the median of ``--repeats`` jobs),
 - ``baseline_rss_mb``: its resident memory after the imports and model set-up, before any
@@ -111,7 +111,8 @@ def child(arguments: dict) -> dict:
     run_pretraining(shards, caches, Path(arguments["out"]), arguments["backbone"], "full", 0, settings, "y", "memory",
                     device="cpu", log=io.StringIO())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"baseline_rss_mb": round(baseline, 1), "handles_mb_per_shard": round(handles, 2), "peak_rss_mb": round(peak, 1)}
+    return {"baseline_rss_mb": round(baseline, 1), "handles_mb_per_shard": round(handles, 2),
+            "peak_rss_mb": round(peak, 1)}
 
 
 def main() -> None:
@@ -148,7 +149,7 @@ def main() -> None:
         for count in sorted(args.shard_counts):
             shards = [work / f"k{count}_shard_{index:05d}.h5" for index in range(count)]
             caches = [work / f"k{count}_features_{index:05d}.h5" for index in range(count)]
-            for index, (shard, cache) in enumerate(zip(shards, caches)):
+            for index, (shard, cache) in enumerate(zip(shards, caches, strict=True)):
                 write_shard_pair(shard, cache, objects_per_shard(count), settings["n_points"], seed=index)
             arguments = {"shards": [str(p) for p in shards], "caches": [str(p) for p in caches],
                          "settings": settings, "backbone": args.backbone, "threads": args.threads,
@@ -162,7 +163,8 @@ def main() -> None:
                 repeats.append(json.loads(result.stdout.strip().splitlines()[-1]))
             figures = {key: round(float(np.median([r[key] for r in repeats])), 2) for key in repeats[0]}
             if len(repeats) > 1:
-                figures["peak_rss_mb_range"] = [min(r["peak_rss_mb"] for r in repeats), max(r["peak_rss_mb"] for r in repeats)]
+                figures["peak_rss_mb_range"] = [min(r["peak_rss_mb"] for r in repeats),
+                                                max(r["peak_rss_mb"] for r in repeats)]
             data_mb = sum(p.stat().st_size for p in shards + caches) / 2**20
             rows.append({"shards": count, "objects": count * objects_per_shard(count), "data_mb": round(data_mb, 1),
                          **figures})

@@ -32,7 +32,8 @@ def measure(backbone_name: str, images: str, batch: int, points: int, repeats: i
     torch.set_num_threads(2)
     torch.manual_seed(0)
     options = {"k": 20, "emb_dims": 1024, "local_centres": 256} if backbone_name == "dgcnn" else {}
-    encoder = build_image_backbone(ImageBackboneSpec(image_backbone, "imagenet" if image_backbone != "resnet18" else "none"))
+    encoder = build_image_backbone(ImageBackboneSpec(image_backbone,
+                                                     "imagenet" if image_backbone != "resnet18" else "none"))
     model = PicAtPoint(build_point_backbone(backbone_name, options), encoder.local_dim, "full", 512, 64)
     optimizer = torch.optim.Adam([{"params": model.point_parameters(), "lr": 1e-3},
                                   {"params": model.image_parameters(), "lr": 5e-5}], weight_decay=1e-6)

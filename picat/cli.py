@@ -21,7 +21,8 @@ from picat.meshes import MeshError
 from picat.shards import ShardError
 
 # Errors a user can act on: printed as one line, without a traceback.
-USER_ERRORS = (ConfigError, CorpusError, DatasetError, MeshError, ShardError, FileNotFoundError, RuntimeError, ValueError)
+USER_ERRORS = (ConfigError, CorpusError, DatasetError, MeshError, ShardError, FileNotFoundError, RuntimeError,
+               ValueError)
 
 
 def _json_arg(text: str) -> dict:
@@ -66,7 +67,8 @@ def _cmd_validate(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps(summary, indent=2))
             continue
-        print(f"{summary['path']}: OK (schema v{summary['schema_version']}, {summary['file_mb']} MB, suite {summary['suite']!r})")
+        print(f"{summary['path']}: OK (schema v{summary['schema_version']}, {summary['file_mb']} MB, "
+              f"suite {summary['suite']!r})")
         print(f"  objects: {summary['objects']} x {summary['points_per_object']} points, "
               f"{summary['views']} views of {summary['image_size'][0]}x{summary['image_size'][1]}")
         print("  categories: " + ", ".join(f"{c} {n}" for c, n in summary["categories"].items()))
@@ -326,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(run=_cmd_svm if name == "svm" else _cmd_finetune)
 
     command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")
-    command.add_argument("--settings", type=_json_arg, required=True, help="the demo suite's seg_standins block, as JSON")
+    command.add_argument("--settings", type=_json_arg, required=True,
+                         help="the demo suite's seg_standins block, as JSON")
     command.add_argument("--out", required=True, help="folder receiving ShapeNetPart's and S3DIS's genuine layouts")
     command.set_defaults(run=_cmd_seg_standins)
 
@@ -346,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(run=_cmd_partseg if name == "partseg" else _cmd_semseg)
 
     command = commands.add_parser("figure4", help="Figure 4: local 2D-3D correspondence heatmaps of a checkpoint")
-    command.add_argument("--checkpoint", required=True, help="a Pic@Point checkpoint.pt (a variant with the local loss)")
+    command.add_argument("--checkpoint", required=True,
+                         help="a Pic@Point checkpoint.pt (a variant with the local loss)")
     command.add_argument("--shards", nargs="+", required=True)
     command.add_argument("--features", nargs="*", help="the shards' encode caches (omit to encode on the fly)")
     command.add_argument("--n-objects", type=int, default=3)

@@ -212,7 +212,7 @@ def fraction_on_mask(
     masks = dilate_masks(masks, tolerance_px)
     height, width = masks.shape[-2:]
     fractions = np.empty(len(views))
-    for view_index, (view, proj, mask) in enumerate(zip(views, projs, masks)):
+    for view_index, (view, proj, mask) in enumerate(zip(views, projs, masks, strict=True)):
         uv, in_front = project_points(points, view, proj)
         rows, cols, inside = uv_to_pixels(uv, height, width)
         hits = in_front & inside & mask[rows, cols]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from picat.atomic import atomic_path
 from picat.meshes import SUPPORTED_SUFFIXES

@@ -105,7 +105,7 @@ class ShardWriter:
         """Meshes recorded as skipped so far."""
         return list(self._skipped)
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         self._atomic = atomic_path(Path(self.path))
         self._file = create_untimed_file(self._atomic.__enter__())
         return self
@@ -129,7 +129,8 @@ class ShardWriter:
                 chunks=chunks or (1, *shape), compression=compression, track_times=False,
             )
         for name in ("object_ids", "categories", "source_paths"):
-            self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=STRING, chunks=(256,), track_times=False)
+            self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=STRING, chunks=(256,),
+                                      track_times=False)
 
     def add(self, item: ShardObject) -> None:
         """Append one object."""
@@ -162,7 +163,8 @@ class ShardWriter:
             if exc_type is None:
                 if self._count == 0:
                     reasons = "; ".join(f"{s.object_id}: {s.reason}" for s in self._skipped[:5])
-                    raise ShardError(f"{self.path}: every mesh of the shard failed ({len(self._skipped)} skipped: {reasons})")
+                    raise ShardError(f"{self.path}: every mesh of the shard failed "
+                                     f"({len(self._skipped)} skipped: {reasons})")
                 group = create_untimed_group(self._file, "skipped")
                 columns = {"object_ids": "object_id", "paths": "path", "reasons": "reason"}
                 for name, attribute in columns.items():
@@ -294,8 +296,10 @@ def validate_shard(path: Path, check_projection: int = 0) -> dict[str, Any]:
             "views": n_views,
             "image_size": [height, width],
             "categories": {c: categories.count(c) for c in sorted(set(categories))},
+            # strict=False: unequal lengths are already recorded in ``problems`` above and raised
+            # as a ShardError listing every problem; the summary is discarded then.
             "skipped": [{"object_id": o, "path": p, "reason": r}
-                        for o, p, r in zip(skipped["object_ids"], skipped["paths"], skipped["reasons"])],
+                        for o, p, r in zip(skipped["object_ids"], skipped["paths"], skipped["reasons"], strict=False)],
             "settings": json.loads(shard.attrs.get("settings", "{}")),
             "suite": shard.attrs.get("suite", ""),
             "file_mb": round(Path(path).stat().st_size / 2**20, 2),

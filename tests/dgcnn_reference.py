@@ -54,7 +54,7 @@ class ReferenceDGCNN(nn.Module):
         super().__init__()
         self.config = config if config is not None else DGCNNConfig()
         widths = (self.config.in_channels, *self.config.edge_channels)
-        self.edge_convs = nn.ModuleList(ReferenceEdgeConv(i, o) for i, o in zip(widths[:-1], widths[1:]))
+        self.edge_convs = nn.ModuleList(ReferenceEdgeConv(i, o) for i, o in zip(widths[:-1], widths[1:], strict=True))
         self.embed_conv = nn.Conv1d(sum(self.config.edge_channels), self.config.emb_dims, kernel_size=1, bias=False)
         self.embed_bn = nn.BatchNorm1d(self.config.emb_dims)
 

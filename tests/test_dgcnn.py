@@ -168,7 +168,7 @@ def test_farthest_point_sample_distinct_spread_deterministic() -> None:
     assert picked.shape == (2, 16) and picked.dtype == torch.long
     assert torch.equal(picked, _farthest_point_sample(xyz, 16))
     assert (picked[:, 0] == 0).all()
-    for cloud, idx in zip(xyz, picked):
+    for cloud, idx in zip(xyz, picked, strict=True):
         assert len(set(idx.tolist())) == 16
         chosen = cloud[idx]
         separation = torch.pdist(chosen).min()

@@ -175,7 +175,7 @@ def test_training_run_matches_and_only_rank_0_writes(toy_data, two_ranks, tmp_pa
                     log=io.StringIO())
     for rank in range(WORLD):
         assert [row["epoch"] for row in results[rank]["history"]] == [1, 2]
-        for ours, theirs in zip(results[rank]["history"], history):
+        for ours, theirs in zip(results[rank]["history"], history, strict=True):
             for key in ("loss", "local", "global", "valid_fraction"):
                 assert ours[key] == pytest.approx(theirs[key], rel=1e-5), (rank, key)
         assert_close_weights(results[rank]["state"], model.state_dict(), steps=2 * 4)
@@ -243,7 +243,8 @@ def test_torchrun_with_two_processes_writes_a_loadable_checkpoint(toy_data, tmp_
     output = tmp_path / "ddp" / "checkpoint.pt"
     command = [sys.executable, "-m", "picat", "pretrain", "--shards", *map(str, shards), "--features",
                *map(str, features), "--out", str(output), "--backbone", "pointnext", "--variant", "full", "--seed", "3",
-               "--settings", json.dumps(settings), "--suite", "test", "--device", "cpu", "--threads", "2", "--nproc", "2"]
+               "--settings", json.dumps(settings), "--suite", "test", "--device", "cpu", "--threads", "2",
+               "--nproc", "2"]
     started = time.time()
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
     print(f"torchrun --nproc_per_node 2, 1 epoch: {time.time() - started:.1f} s")

@@ -48,7 +48,8 @@ def datasets(tmp_path_factory):
     for split, seed in (("train", 0), ("test", 1)):
         clouds, labels = shapes(8, 64, seed)
         write_modelnet40_h5(root / "modelnet40_ply_hdf5_2048", split, clouds, labels, ["sphere", "square"])
-        write_scanobjectnn(root / "h5_files", "obj_bg", split, clouds[..., :3], labels, class_names=["sphere", "square"])
+        write_scanobjectnn(root / "h5_files", "obj_bg", split, clouds[..., :3], labels,
+                           class_names=["sphere", "square"])
     return {"modelnet40": {"format": "modelnet40_h5", "root": str(root / "modelnet40_ply_hdf5_2048"), "normals": True},
             "scanobjectnn_obj_bg": {"format": "scanobjectnn", "root": str(root / "h5_files"), "variant": "obj_bg"}}
 
@@ -124,7 +125,8 @@ def test_finetuning_learns_an_easy_task_and_selects_on_validation_only():
     def run(test_labels):
         torch.manual_seed(0)
         model = PointNeXtClassifier(2, PointNeXtConfig(**TINY_POINTNEXT))
-        return finetune(model, train_x[..., :3], train_y, test_x[..., :3], test_labels, settings, seed=0, log=io.StringIO())
+        return finetune(model, train_x[..., :3], train_y, test_x[..., :3], test_labels, settings, seed=0,
+                        log=io.StringIO())
 
     result = run(test_y)
     assert result["test"]["overall_accuracy"] >= 80 and result["n_val"] == 4 and result["n_train"] == 16
@@ -164,13 +166,15 @@ def test_finetune_step_starts_from_the_checkpoint_weights(datasets, tmp_path, mo
 
     monkeypatch.setattr("picat.stages.finetune.finetune", spy)
     settings = {"epochs": 1, "batch_size": 4, "n_points": 32}
-    record = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "ft.json", "demo", 5,
-                          checkpoint=checkpoint, log=io.StringIO())
+    record = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "ft.json",
+                          "demo", 5, checkpoint=checkpoint, log=io.StringIO())
     assert record["init"] == "pic@point" and record["protocol"] == "finetune" and record["variant"] == "full"
     for name, tensor in saved.state_dict().items():
         assert torch.equal(seen["state"][name], tensor), name
-    scratch = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "s.json", "demo", 5,
-                           random_spec={"backbone": "pointnext", "options": TINY_POINTNEXT, "up_axis": "y"}, log=io.StringIO())
+    scratch = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "s.json",
+                           "demo", 5,
+                           random_spec={"backbone": "pointnext", "options": TINY_POINTNEXT, "up_axis": "y"},
+                           log=io.StringIO())
     assert scratch["init"] == "scratch" and scratch["variant"] is None
     with pytest.raises(ValueError, match="needs a PointNeXt encoder"):
         run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "x.json", "demo", 5,
@@ -179,15 +183,18 @@ def test_finetune_step_starts_from_the_checkpoint_weights(datasets, tmp_path, mo
 
 def test_a_real_finetune_run_writes_a_record(datasets, tmp_path):
     settings = {"epochs": 2, "batch_size": 4, "n_points": 32}
-    record = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "ft.json", "demo", 1,
-                          random_spec={"backbone": "pointnext", "options": TINY_POINTNEXT, "up_axis": "y"}, log=io.StringIO())
+    record = run_finetune("scanobjectnn_obj_bg", datasets["scanobjectnn_obj_bg"], settings, tmp_path / "ft.json",
+                          "demo", 1,
+                          random_spec={"backbone": "pointnext", "options": TINY_POINTNEXT, "up_axis": "y"},
+                          log=io.StringIO())
     written = json.loads((tmp_path / "ft.json").read_text())
     assert written["value"] == record["value"] == record["details"]["test"]["overall_accuracy"]
     assert len(written["details"]["history"]) == 2
 
 
 def test_paper_configuration_parameters_count_the_trainable_model_only():
-    paper = {"pretrain": {"dgcnn": {"k": 20, "emb_dims": 1024, "local_centres": 256}, "latent_dim": 512, "pose_dim": 64},
+    paper = {"pretrain": {"dgcnn": {"k": 20, "emb_dims": 1024, "local_centres": 256}, "latent_dim": 512,
+                          "pose_dim": 64},
              "image_backbone": {"name": "resnet18"}}
     smaller = {**paper, "pretrain": {**paper["pretrain"], "latent_dim": 256}}
     count = paper_configuration_parameters(paper)
@@ -203,7 +210,8 @@ def test_tables_step_writes_the_long_table_the_tables_and_figure2(datasets, tmp_
     for seed in (0, 1):
         for benchmark in ("modelnet40", "scanobjectnn_obj_bg"):
             path = tmp_path / f"{benchmark}_{seed}.json"
-            run_svm(benchmark, datasets[benchmark], settings, path, "demo", seed, checkpoint=checkpoint, log=io.StringIO())
+            run_svm(benchmark, datasets[benchmark], settings, path, "demo", seed, checkpoint=checkpoint,
+                    log=io.StringIO())
             records.append(path)
     paper = {"pretrain": {"dgcnn": TINY_DGCNN, "latent_dim": 8, "pose_dim": 4}, "image_backbone": {"name": "resnet18"}}
     collate(records, tmp_path / "tables.csv", tmp_path / "tables", tmp_path / "figure2.png", paper, log=io.StringIO())
@@ -228,11 +236,14 @@ def test_standins_step_writes_every_benchmark_in_its_genuine_layout(tmp_path):
     assert modelnet.points.shape == (26, 64, 6) and len(modelnet.class_names) == 13
     np.testing.assert_allclose(np.linalg.norm(modelnet.points[..., 3:], axis=2), 1.0, atol=1e-5)
     for variant in ("obj_bg", "obj_only", "pb_t50_rs"):
-        test = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": variant}, "test")
+        test = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": variant},
+                                   "test")
         assert test.points.shape == (13, 64, 3) and test.class_names == modelnet.class_names
         assert test.labels.tolist() == list(range(13))
-    only = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_only"}, "train")
-    background = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"}, "train")
+    only = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_only"},
+                               "train")
+    background = read_classification(
+        {"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"}, "train")
     assert (only.masks == 1).all() and (background.masks == 0).any()
 
 
@@ -241,8 +252,10 @@ def test_standin_points_are_stored_in_no_particular_order(tmp_path):
     from picat.datasets import read_classification
     from picat.stages.standins import build_standins
 
-    build_standins({"train_per_category": 2, "test_per_category": 1, "n_points": 128, "seed": 0}, tmp_path, log=io.StringIO())
-    scans = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"}, "train")
+    build_standins({"train_per_category": 2, "test_per_category": 1, "n_points": 128, "seed": 0}, tmp_path,
+                   log=io.StringIO())
+    scans = read_classification({"format": "scanobjectnn", "root": str(tmp_path / "h5_files"), "variant": "obj_bg"},
+                                "train")
     background = scans.masks == 0
     share_first_half = background[:, :64].mean()
     assert abs(share_first_half - background.mean()) < 0.05, (share_first_half, background.mean())

@@ -46,7 +46,7 @@ def write_shard(path: Path) -> None:
             points = ellipsoid_surface(rng, SHAPES[category], N_POINTS).astype(np.float32)
             dense = ellipsoid_surface(rng, SHAPES[category], 2000)
             masks = np.zeros((len(views), SIZE, SIZE), bool)
-            for number, (view, proj) in enumerate(zip(views, projs)):
+            for number, (view, proj) in enumerate(zip(views, projs, strict=True)):
                 rows, cols, inside = uv_to_pixels(project_points(dense, view, proj)[0], SIZE, SIZE)
                 masks[number, rows[inside], cols[inside]] = True
             masks = dilate_masks(masks, 1)

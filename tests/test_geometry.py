@@ -22,7 +22,7 @@ def test_dodecahedron_is_regular():
 
 def test_look_at_centre_projects_to_image_centre_and_up_is_up():
     views, projs = geometry.dodecahedron_cameras(2.5, 50.0, "y")
-    for view, proj in zip(views, projs):
+    for view, proj in zip(views, projs, strict=True):
         uv, in_front = geometry.project_points(np.array([[0.0, 0.0, 0.0], [0.0, 0.3, 0.0]]), view, proj)
         assert in_front.all()
         np.testing.assert_allclose(uv[0], [0.5, 0.5], atol=1e-12)
@@ -51,7 +51,7 @@ def test_unit_sphere_fits_the_image():
     views, projs = geometry.dodecahedron_cameras(distance, fov)
     sphere = np.random.default_rng(0).normal(size=(2000, 3))
     sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
-    for view, proj in zip(views, projs):
+    for view, proj in zip(views, projs, strict=True):
         uv, in_front = geometry.project_points(sphere, view, proj)
         assert in_front.all() and (uv > 0).all() and (uv < 1).all()
 

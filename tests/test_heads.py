@@ -30,7 +30,8 @@ def test_pose_encoding_conditions_the_local_head():
 
 
 def test_variants():
-    assert VariantSettings.of("no_pose") == VariantSettings(local_loss=True, global_loss=True, pose=False, normals=False)
+    assert VariantSettings.of("no_pose") == VariantSettings(local_loss=True, global_loss=True, pose=False,
+                                                            normals=False)
     assert VariantSettings.of("normals").normals
     with pytest.raises(ValueError, match="unknown pre-training variant 'fancy'"):
         VariantSettings.of("fancy")

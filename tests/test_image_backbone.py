@@ -28,7 +28,7 @@ def random_images(batch: int = 2, size: int = 224, seed: int = 0) -> torch.Tenso
     return torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=generator)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def randomised_resnet18(seed: int) -> torchvision.models.ResNet:
     """A torchvision ResNet-18 with seeded random weights and non-default BatchNorm statistics
     (so that a loader which skipped the buffers would be caught). Cached: treat as read-only."""
@@ -94,7 +94,7 @@ def test_resnet18_is_frozen_and_stays_in_eval(resnet_random: FrozenImageBackbone
 def test_uint8_and_float_inputs_agree(resnet_random: FrozenImageBackbone) -> None:
     images = random_images(2, size=64, seed=1)  # small: the layout, not the size, matters here
     as_float = images.permute(0, 3, 1, 2).float() / 255.0
-    for a, b in zip(resnet_random(images), resnet_random(as_float)):
+    for a, b in zip(resnet_random(images), resnet_random(as_float), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -134,7 +134,8 @@ def test_resnet18_state_dict_file_is_used(tmp_path: Path) -> None:
 
     images = random_images(1, seed=2)
     x = images.permute(0, 3, 1, 2).float() / 255.0
-    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = ((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+         / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
     with torch.no_grad():  # torchvision's forward, by hand, up to layer4
         r = reference
         expected = r.layer4(r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x))))))))

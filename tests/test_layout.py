@@ -19,7 +19,8 @@ def picat_imports(path: Path) -> list[tuple[str, list[str]]]:
     """(imported picat module, imported names) for every import statement in ``path``, at any depth."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "picat":
+        if (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                and node.module.split(".")[0] == "picat"):
             found.append((node.module, [alias.name for alias in node.names]))
         elif isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names if alias.name.split(".")[0] == "picat"]

@@ -47,7 +47,8 @@ def test_modelnet_layout_with_splits(tmp_path):
     touch(tmp_path / "bed" / "test" / "bed_0600.off")
     touch(tmp_path / "chair" / "train" / "chair_0001.off")
     train = list_mesh_folder(tmp_path, splits=["train"])
-    assert [(r.object_id, r.category) for r in train] == [("bed_train_bed_0001", "bed"), ("chair_train_chair_0001", "chair")]
+    assert [(r.object_id, r.category) for r in train] == [("bed_train_bed_0001", "bed"),
+                                                          ("chair_train_chair_0001", "chair")]
     assert len(list_mesh_folder(tmp_path)) == 3
 
 

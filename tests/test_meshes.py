@@ -25,7 +25,8 @@ def test_normalisation_centres_into_unit_sphere(tmp_path):
 
 def test_sampling_is_area_weighted_deterministic_and_on_surface(tmp_path):
     # Two separate squares, areas 1 and 9: about 10% of the samples on the small one.
-    text = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 5 0 0\nv 8 0 0\nv 8 3 0\nv 5 3 0\nf 1 2 3\nf 1 3 4\nf 5 6 7\nf 5 7 8\n"
+    text = ("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 5 0 0\nv 8 0 0\nv 8 3 0\nv 5 3 0\n"
+            "f 1 2 3\nf 1 3 4\nf 5 6 7\nf 5 7 8\n")
     mesh = load_mesh(write(tmp_path, "squares.obj", text))
     points, normals = sample_surface(mesh, 20000, seed=3)
     assert points.shape == (20000, 3) and points.dtype == np.float32
@@ -91,7 +92,8 @@ def test_genuine_modelnet_off_broken_header_matches_fixed_copy(fixtures):
     broken_dir = fixtures / "modelnet_off/OFF2Multiview/dataset_samples/bathtub"
     fixed_dir = fixtures / "modelnet_off/OFF2MAT/ModelNet10/bathtub/train"
     for name in ("bathtub_0001.off", "bathtub_0002.off", "bathtub_0003.off"):
-        assert (broken_dir / name).read_text().startswith("OFF") and not (broken_dir / name).read_text().startswith("OFF\n")
+        assert ((broken_dir / name).read_text().startswith("OFF")
+                and not (broken_dir / name).read_text().startswith("OFF\n"))
         broken, fixed = load_mesh(broken_dir / name), load_mesh(fixed_dir / name)
         header = (broken_dir / name).read_text().split("\n", 1)[0]
         n_vertices, n_faces = (int(x) for x in header[3:].split()[:2])
@@ -101,7 +103,8 @@ def test_genuine_modelnet_off_broken_header_matches_fixed_copy(fixtures):
 
 
 def test_genuine_modelnet_and_shapenet_meshes_load_and_sample(fixtures):
-    paths = sorted((fixtures / "modelnet_off").rglob("*.off")) + sorted((fixtures / "shapenetcore_v1").rglob("model.obj"))
+    paths = (sorted((fixtures / "modelnet_off").rglob("*.off"))
+             + sorted((fixtures / "shapenetcore_v1").rglob("model.obj")))
     assert len(paths) >= 10
     for path in paths:
         mesh = load_mesh(path)

@@ -147,7 +147,8 @@ def test_ops_reject_bad_input() -> None:
         gather_points(xyz[0], torch.zeros(2, 3, dtype=torch.long))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False: CPU/CUDA agreement not checked here")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="torch.cuda.is_available() is False: CPU/CUDA agreement not checked here")
 def test_ops_on_cuda_match_the_cpu() -> None:
     xyz = rand_points(2, 512, 3, seed=14)
     cuda = xyz.cuda()

@@ -31,10 +31,7 @@ def shape(category: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     """A noisy sphere with normals; Mug parts split by z, Airplane parts 0/1 split by x (2, 3 absent)."""
     xyz = rng.normal(size=(n, 3))
     xyz /= np.linalg.norm(xyz, axis=1, keepdims=True)
-    if category == "Mug":
-        parts = np.where(xyz[:, 2] > 0, 36, 37)
-    else:
-        parts = np.where(xyz[:, 0] > 0, 0, 1)
+    parts = np.where(xyz[:, 2] > 0, 36, 37) if category == "Mug" else np.where(xyz[:, 0] > 0, 0, 1)
     points = np.c_[1.5 * xyz + 0.3, xyz].astype(np.float32)  # off-centre and too large, so normalising matters
     return points, parts.astype(np.int64)
 
@@ -67,8 +64,8 @@ class LookupOracle(nn.Module):
     def __init__(self, data: PartSegmentationSet, decoy: float = 0.0):
         super().__init__()
         self.table = {}
-        for points, parts in zip(data.points, data.parts):
-            for xyz, part in zip(normalise_shape(points[:, :3]), parts):
+        for points, parts in zip(data.points, data.parts, strict=True):
+            for xyz, part in zip(normalise_shape(points[:, :3]), parts, strict=True):
                 self.table[tuple(np.round(xyz, 4))] = int(part)
         self.decoy = decoy
         self.seen_categories: list[int] = []
@@ -126,8 +123,8 @@ def test_oracle_scores_100_and_predictions_stay_in_the_category_parts():
     assert scores["n_shapes"] == 3 and scores["n_points"] == 3 * 64
     # a decoy Airplane part that dominates everywhere must not leak into Mug predictions
     decoyed = predict_parts(LookupOracle(data, decoy=100.0), data, settings, seed=0)
-    assert all((p == t).all() for p, t, name in zip(*decoyed) if name == "Mug")
-    for prediction, _, name in zip(*predict_parts(RandomLogits(), data, settings, seed=0)):
+    assert all((p == t).all() for p, t, name in zip(*decoyed, strict=True) if name == "Mug")
+    for prediction, _, name in zip(*predict_parts(RandomLogits(), data, settings, seed=0), strict=True):
         assert set(prediction.tolist()) <= set(CATEGORY_PARTS[name])
 
 
@@ -135,8 +132,9 @@ def test_scores_by_hand_with_every_point_scored_once():
     data = dataset([0, 1, 0], 100, seed=3)
     # 128 > 100: the whole shape plus repeats is fed, each distinct point is scored once
     scores = evaluate_part_segmenter(FirstPart(), data, PartSegSettings(n_points=128, batch_size=3), seed=0)
-    mug = [(parts == 36).mean() / 2 for parts, c in zip(data.parts, data.categories) if c == 0]
-    airplane = [((parts == 0).mean() + 0 + 1 + 1) / 4 for parts, c in zip(data.parts, data.categories) if c == 1]
+    mug = [(parts == 36).mean() / 2 for parts, c in zip(data.parts, data.categories, strict=True) if c == 0]
+    airplane = [((parts == 0).mean() + 0 + 1 + 1) / 4
+                for parts, c in zip(data.parts, data.categories, strict=True) if c == 1]
     assert scores["n_points"] == 300
     assert scores["instance_miou"] == pytest.approx(100 * np.mean(mug + airplane))
     assert scores["class_miou"] == pytest.approx(100 * (np.mean(mug) + np.mean(airplane)) / 2)

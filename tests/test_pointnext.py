@@ -71,7 +71,7 @@ def test_eval_is_deterministic_and_per_sample(encoder: PointNeXtEncoder, cloud: 
     with torch.no_grad():
         assert torch.equal(encoder(cloud), outputs[0])
         alone = encoder.forward_features(cloud[1:])
-    for a, b in zip(outputs, alone):  # no leak across the batch in eval mode
+    for a, b in zip(outputs, alone, strict=True):  # no leak across the batch in eval mode
         torch.testing.assert_close(a[1:], b, rtol=1e-5, atol=1e-5)
     torch.manual_seed(0)
     twin = PointNeXtEncoder().state_dict()
@@ -174,7 +174,8 @@ def test_config_rejects_bad_values(kwargs: dict, match: str) -> None:
         PointNeXtConfig(**kwargs)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False: CPU/CUDA agreement not checked here")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="torch.cuda.is_available() is False: CPU/CUDA agreement not checked here")
 def test_encoder_on_cuda_matches_the_cpu() -> None:
     xyz = rand_points(2, 512, 3, seed=14)
     cuda = xyz.cuda()
@@ -183,6 +184,6 @@ def test_encoder_on_cuda_matches_the_cpu() -> None:
     with torch.no_grad():
         expected = model.forward_features(xyz)
         got = model.cuda().forward_features(cuda)
-    for a, b in zip(expected, got):
+    for a, b in zip(expected, got, strict=True):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-3, atol=1e-3)
     model.train()(cuda).sum().backward()

@@ -63,7 +63,8 @@ def write_toy_shard(path: Path, n_objects: int, seed: int) -> None:
             points /= max(1.0, np.linalg.norm(points, axis=1).max())
             normals = rng.normal(size=(64, 3))
             normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-            writer.add(ShardObject(f"obj_{seed}_{index:03d}", "toy", "-", points.astype(np.float32), normals.astype(np.float32),
+            writer.add(ShardObject(f"obj_{seed}_{index:03d}", "toy", "-", points.astype(np.float32),
+                                   normals.astype(np.float32),
                                    rng.integers(0, 256, (20, 28, 28, 3), dtype=np.uint8), np.ones((20, 28, 28), bool),
                                    views, projs, np.eye(4)))
 
@@ -75,14 +76,15 @@ def toy_data(tmp_path_factory):
     write_toy_shard(shards[0], 10, 0)
     write_toy_shard(shards[1], 7, 1)
     features = [folder / "f0.h5", folder / "f1.h5"]
-    for shard, feature in zip(shards, features):
+    for shard, feature in zip(shards, features, strict=True):
         encode_shard(shard, feature, ToyEncoder(), batch_size=16, dtype="float32", log=io.StringIO())
     return shards, features
 
 
 def build(variant="full", poison=False, seed=0):
     torch.manual_seed(seed)
-    return PicAtPoint(ToyBackbone(6 if variant == "normals" else 3, poison), image_dim=8, variant=variant, latent_dim=12, pose_dim=4)
+    return PicAtPoint(ToyBackbone(6 if variant == "normals" else 3, poison), image_dim=8, variant=variant,
+                      latent_dim=12, pose_dim=4)
 
 
 SETTINGS = TrainSettings(epochs=3, batch_size=4, seed=7)
@@ -110,7 +112,8 @@ def test_resumed_run_equals_uninterrupted_run(toy_data, tmp_path):
     history = train(whole, dataset, SETTINGS, tmp_path / "whole", device=torch.device("cpu"), log=io.StringIO())
     assert [row["epoch"] for row in history] == [1, 2, 3]
     interrupted = build()
-    train(interrupted, dataset, SETTINGS, tmp_path / "split", device=torch.device("cpu"), stop_after_epochs=1, log=io.StringIO())
+    train(interrupted, dataset, SETTINGS, tmp_path / "split", device=torch.device("cpu"), stop_after_epochs=1,
+          log=io.StringIO())
     resumed = build(seed=99)  # a fresh process: different init, everything comes from resume.pt
     log = io.StringIO()
     resumed_history = train(resumed, dataset, SETTINGS, tmp_path / "split", device=torch.device("cpu"), log=log)
@@ -123,7 +126,8 @@ def test_resumed_run_equals_uninterrupted_run(toy_data, tmp_path):
 def test_non_finite_loss_aborts_with_a_clear_message(toy_data, tmp_path):
     shards, features = toy_data
     with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch 1, step 1"):
-        train(build(poison=True), ShardObjects(shards, features, 32), SETTINGS, tmp_path, device=torch.device("cpu"), log=io.StringIO())
+        train(build(poison=True), ShardObjects(shards, features, 32), SETTINGS, tmp_path, device=torch.device("cpu"),
+              log=io.StringIO())
 
 
 @pytest.mark.parametrize("variant", ["full", "no_local", "no_global", "no_pose", "normals"])
@@ -167,12 +171,13 @@ def test_tensorboard_gets_the_epoch_scalars_when_installed(toy_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     shards, features = toy_data
-    history = train(build(), ShardObjects(shards, features, 32), TrainSettings(epochs=2, batch_size=4, seed=7), tmp_path,
-                    device=torch.device("cpu"), log=io.StringIO())
+    history = train(build(), ShardObjects(shards, features, 32), TrainSettings(epochs=2, batch_size=4, seed=7),
+                    tmp_path, device=torch.device("cpu"), log=io.StringIO())
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     scalars = events.Tags()["scalars"]
-    for tag in ("epoch/loss", "epoch/local", "epoch/global", "epoch/lr", "epoch/lr_image", "epoch/objects_per_s", "step/loss"):
+    for tag in ("epoch/loss", "epoch/local", "epoch/global", "epoch/lr", "epoch/lr_image", "epoch/objects_per_s",
+                "step/loss"):
         assert tag in scalars, (tag, scalars)
     logged = [(event.step, event.value) for event in events.Scalars("epoch/loss")]
     assert [step for step, _ in logged] == [1, 2]

@@ -31,18 +31,19 @@ def test_local_infonce_matches_hand_computation_and_skips_invalid():
     valid[0, 1] = valid[2, 4] = False
     losses = []
     for obj in range(m):
-        for l in range(n_local):
-            if not valid[obj, l]:
+        for local in range(n_local):
+            if not valid[obj, local]:
                 continue
-            negatives = [math.exp(float(z[obj, l] @ q[k, c]) / tau) for k in range(m) for c in range(grid * grid)]
-            positive = math.exp(float(z[obj, l] @ q[obj, cells[obj, l]]) / tau)
+            negatives = [math.exp(float(z[obj, local] @ q[k, c]) / tau) for k in range(m) for c in range(grid * grid)]
+            positive = math.exp(float(z[obj, local] @ q[obj, cells[obj, local]]) / tau)
             losses.append(-math.log(positive / sum(negatives)))
     assert local_infonce(z, q, cells, valid, tau).item() == pytest.approx(sum(losses) / len(losses), rel=1e-9)
 
 
 def test_local_infonce_with_no_valid_centre_is_zero_with_gradient():
     z = normalised(2, 3, 4).requires_grad_()
-    loss = local_infonce(z, normalised(2, 4, 4), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.bool), 0.1)
+    loss = local_infonce(z, normalised(2, 4, 4), torch.zeros(2, 3, dtype=torch.long),
+                         torch.zeros(2, 3, dtype=torch.bool), 0.1)
     loss.backward()
     assert loss.item() == 0.0 and torch.all(z.grad == 0)
 
@@ -50,7 +51,7 @@ def test_local_infonce_with_no_valid_centre_is_zero_with_gradient():
 def test_cells_agree_with_numpy_projection():
     views, projs = dodecahedron_cameras(2.5, 50.0)
     points = np.random.default_rng(0).uniform(-0.6, 0.6, size=(200, 3))
-    for view, proj in zip(views[:5], projs[:5]):
+    for view, proj in zip(views[:5], projs[:5], strict=True):
         uv, _ = project_points(points, view, proj)
         rows, cols, inside = uv_to_pixels(uv, 7, 7)
         cells, valid = project_to_cells(torch.tensor(points)[None], torch.tensor(view)[None], torch.tensor(proj)[None])
@@ -65,7 +66,8 @@ def test_outside_and_behind_are_masked_not_clamped():
     far_side = torch.cross(eye, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), dim=0)
     behind = eye * 1.5  # behind the camera
     beside = far_side / far_side.norm() * 5.0  # far outside the field of view
-    cells, valid = project_to_cells(torch.stack([torch.zeros(3, dtype=torch.float64), behind, beside])[None], view, proj)
+    cells, valid = project_to_cells(torch.stack([torch.zeros(3, dtype=torch.float64), behind, beside])[None], view,
+                                    proj)
     assert valid[0].tolist() == [True, False, False]
     assert cells[0, 0].item() == 3 * 7 + 3  # the origin is the image centre
 
@@ -78,7 +80,8 @@ def test_rotated_points_with_moved_camera_land_in_the_same_cells(mode):
     normals = F.normalize(torch.randn(batch, 300, 3, dtype=torch.float64), dim=-1)
     view, proj = torch.tensor(views), torch.tensor(projs)
     rotation = random_rotations(batch, mode, "y", torch.Generator().manual_seed(0), dtype=torch.float64)
-    np.testing.assert_allclose((rotation @ rotation.transpose(1, 2)).numpy(), np.tile(np.eye(3), (batch, 1, 1)), atol=1e-12)
+    np.testing.assert_allclose((rotation @ rotation.transpose(1, 2)).numpy(), np.tile(np.eye(3), (batch, 1, 1)),
+                               atol=1e-12)
     assert torch.allclose(torch.linalg.det(rotation), torch.ones(batch, dtype=torch.float64))
     rotated, rotated_view = rotate_with_cameras(torch.cat([points, normals], -1), view, rotation)
     assert not torch.allclose(rotated[..., :3], points)

@@ -47,7 +47,8 @@ def test_pretraining_job_writes_a_loadable_checkpoint(toy_data, tmp_path, backbo
     # The weights are the trained ones, not a fresh initialisation.
     torch.manual_seed(3)
     fresh = build_point_backbone(backbone, SETTINGS[backbone], variant == "normals")
-    assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    assert any(not torch.equal(a, b)
+               for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True))
 
 
 def test_stopping_early_leaves_no_checkpoint_and_resumes(toy_data, tmp_path):  # noqa: F811
@@ -57,7 +58,8 @@ def test_stopping_early_leaves_no_checkpoint_and_resumes(toy_data, tmp_path):  #
                            stop_after_epochs=1, log=io.StringIO()) is None
     assert not output.exists() and (tmp_path / "resume.pt").exists()
     log = io.StringIO()
-    assert run_pretraining(shards, features, output, "dgcnn", "no_pose", 0, SETTINGS, "y", "test", device="cpu", log=log)
+    assert run_pretraining(shards, features, output, "dgcnn", "no_pose", 0, SETTINGS, "y", "test", device="cpu",
+                           log=log)
     assert "resuming" in log.getvalue()
     assert output.exists() and not (tmp_path / "resume.pt").exists()
 

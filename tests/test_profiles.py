@@ -253,7 +253,8 @@ def test_render_conda_environment_matches_the_render_venv():
 
 
 def test_every_job_rule_declares_resources_and_a_conda_environment():
-    rules = re.split(r"\n(?:rule|checkpoint) ", "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")))
+    rules = re.split(r"\n(?:rule|checkpoint) ",
+                     "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")))
     checked = 0
     for rule in rules[1:]:
         name = rule.split(":", 1)[0]

@@ -226,7 +226,8 @@ def test_wide_tables(svm_results: Results) -> None:
     assert set(wide) == {"table1", "table3"}
     table1 = wide["table1"].set_index("method")
     benches = ["modelnet40", "scanobjectnn_obj_bg"]
-    assert list(wide["table1"].columns) == ["method", *[f"{b}{s}" for b in benches for s in ("", "_std", "_n", "_paper")],
+    assert list(wide["table1"].columns) == ["method",
+                                            *[f"{b}{s}" for b in benches for s in ("", "_std", "_n", "_paper")],
                                             "suite", "image_weights"]
     assert len(table1) == 13  # 12 paper methods, "(ours)" replaced by picat's row, + random init
     ours = table1.loc["DGCNN+Pic@Point (picat)"]

@@ -15,8 +15,10 @@ from picat.report.results import load_results, summarise
 
 IMAGE = "efficientnet_lite0/imagenet"
 # Two seeds per init; the values are arbitrary but distinct so that means and stds can be checked.
-PARTSEG_VALUES = {"pic@point": [{"instance_miou": 80.0, "class_miou": 70.0}, {"instance_miou": 82.0, "class_miou": 74.0}],
-                  "scratch": [{"instance_miou": 78.0, "class_miou": 69.0}, {"instance_miou": 79.0, "class_miou": 69.0}]}
+PARTSEG_VALUES = {"pic@point": [{"instance_miou": 80.0, "class_miou": 70.0},
+                                {"instance_miou": 82.0, "class_miou": 74.0}],
+                  "scratch": [{"instance_miou": 78.0, "class_miou": 69.0},
+                              {"instance_miou": 79.0, "class_miou": 69.0}]}
 SEMSEG_VALUES = {"pic@point": [{"miou": 50.0, "macc": 60.0, "overall_accuracy": 80.0},
                                {"miou": 54.0, "macc": 62.0, "overall_accuracy": 82.0}],
                  "scratch": [{"miou": 45.0, "macc": 55.0, "overall_accuracy": 75.0},
@@ -103,7 +105,8 @@ def test_make_records_and_write_records_round_trip(tmp_path: Path) -> None:
 def test_bad_metric_for_protocol_names_file_and_key(tmp_path: Path) -> None:
     svm = tmp_path / "svm_miou.json"
     svm.write_text(json.dumps(_classification_record(metric="miou")))
-    with pytest.raises(ResultFileError, match=r"svm_miou\.json: key 'metric': 'miou' is not a metric of protocol 'svm'"):
+    with pytest.raises(ResultFileError,
+                       match=r"svm_miou\.json: key 'metric': 'miou' is not a metric of protocol 'svm'"):
         load_results([svm])
     # In a list file the message names the record's index too.
     records = make_records({"instance_miou": 80.0, "miou": 50.0}, **_run_keys("partseg", "pic@point", 0))
@@ -147,7 +150,7 @@ def test_list_file_must_be_one_run(tmp_path: Path) -> None:
 
 def _paper_values(paper: pd.DataFrame, table: str, method: str) -> dict[str, float]:
     rows = paper[(paper["table"] == table) & (paper["method"] == method)]
-    return dict(zip(rows["metric"], rows["paper_value"]))
+    return dict(zip(rows["metric"], rows["paper_value"], strict=True))
 
 
 def test_paper_tables_4_and_5() -> None:

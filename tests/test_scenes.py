@@ -55,10 +55,10 @@ def test_whole_scene_subclouds_cover_a_room_in_a_single_voxel_and_are_determinis
     assert len(subclouds) == 7 and all(len(index) == 1 for index in subclouds)
     assert sorted(int(index[0]) for index in subclouds) == list(range(7))
     again = whole_scene_subclouds(xyz, VOXEL, np.random.default_rng(0))
-    assert all(np.array_equal(a, b) for a, b in zip(subclouds, again))
+    assert all(np.array_equal(a, b) for a, b in zip(subclouds, again, strict=True))
     other = whole_scene_subclouds(room_xyz(), VOXEL, np.random.default_rng(1))
     first = whole_scene_subclouds(room_xyz(), VOXEL, np.random.default_rng(2))
-    assert not all(np.array_equal(a, b) for a, b in zip(other, first))  # the order within voxels is random
+    assert not all(np.array_equal(a, b) for a, b in zip(other, first, strict=True))  # the order within voxels is random
 
 
 def test_voxel_subsample_keeps_one_random_point_per_voxel():

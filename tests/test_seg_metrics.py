@@ -31,7 +31,7 @@ def test_instance_and_class_miou_by_hand():
         (np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), "mug"),    # 1/2, 2/3 -> 7/12
         (np.array([2, 3, 3, 3]), np.array([2, 2, 3, 3]), "lamp"),   # 1/2, 2/3, 1 -> 13/18
     ]
-    scores = part_segmentation_scores(*zip(*shapes), PARTS)
+    scores = part_segmentation_scores(*zip(*shapes, strict=True), PARTS)
     assert scores["instance_miou"] == pytest.approx(100 * (1 + 7 / 12 + 13 / 18) / 3)
     assert scores["class_miou"] == pytest.approx(100 * ((1 + 7 / 12) / 2 + 13 / 18) / 2)
     assert scores["per_category"]["mug"] == pytest.approx(100 * 19 / 24) and scores["n_shapes"] == 3

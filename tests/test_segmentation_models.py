@@ -271,7 +271,7 @@ def test_forward_stages_levels() -> None:
     assert [(tuple(xyz.shape), tuple(f.shape)) for xyz, f in levels] == [
         ((2, 64, 3), (2, 64, 8)), ((2, 16, 3), (2, 16, 16)), ((2, 4, 3), (2, 4, 32))]
     assert torch.equal(levels[0][0], points)
-    for (fine, _), (coarse, _) in zip(levels[:-1], levels[1:]):  # every level is a subset of the finer one
+    for (fine, _), (coarse, _) in zip(levels[:-1], levels[1:], strict=True):  # every level is a subset of the finer one
         assert (coarse[:, :, None, :] == fine[:, None, :, :]).all(dim=-1).any(dim=-1).all()
 
 
@@ -295,9 +295,10 @@ def test_feature_propagation_order() -> None:
     coarse_xyz, coarse_f = fine_xyz[:, :7], cloud(1, 7, 6, seed=44)
     out = layer(fine_xyz, fine_f, coarse_xyz, coarse_f)
     coarse_order, fine_order = torch.randperm(7), torch.randperm(20)
-    assert torch.allclose(out, layer(fine_xyz, fine_f, coarse_xyz[:, coarse_order], coarse_f[:, coarse_order]), atol=1e-6)
-    assert torch.allclose(out[:, fine_order], layer(fine_xyz[:, fine_order], fine_f[:, fine_order], coarse_xyz, coarse_f),
+    assert torch.allclose(out, layer(fine_xyz, fine_f, coarse_xyz[:, coarse_order], coarse_f[:, coarse_order]),
                           atol=1e-6)
+    assert torch.allclose(out[:, fine_order],
+                          layer(fine_xyz[:, fine_order], fine_f[:, fine_order], coarse_xyz, coarse_f), atol=1e-6)
 
 
 def test_segmenter_rejects_bad_input() -> None:

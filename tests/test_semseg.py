@@ -35,7 +35,8 @@ def make_room(name: str, area: int, seed: int) -> Room:
     pieces = [
         (1, rng.uniform([0, 0, 0], [3, 2.5, 0.02], (150, 3))),
         (0, rng.uniform([0, 0, 2.48], [3, 2.5, 2.5], (120, 3))),
-        (2, np.r_[rng.uniform([0, 0, 0], [0.02, 2.5, 2.5], (60, 3)), rng.uniform([2.98, 0, 0], [3, 2.5, 2.5], (60, 3))]),
+        (2, np.r_[rng.uniform([0, 0, 0], [0.02, 2.5, 2.5], (60, 3)),
+                  rng.uniform([2.98, 0, 0], [3, 2.5, 2.5], (60, 3))]),
         (7, rng.uniform([1.0, 0.8, 0.7], [2.0, 1.6, 0.75], (110, 3))),
     ]
     labels = np.concatenate([np.full(len(xyz), label) for label, xyz in pieces]).astype(np.int64)
@@ -158,7 +159,8 @@ def test_training_lowers_the_loss_and_a_run_is_reproducible():
 def test_test_area_leaks_and_settings_errors_are_named():
     room1, room5 = make_room("Area_1_office_1", 1, seed=9), make_room("Area_5_office_1", 5, seed=10)
     with pytest.raises(ValueError, match="test area 5"):
-        run_scene_segmentation(TinySceneSegmenter(), [room1, room5], [room5], tiny_settings(), seed=0, log=io.StringIO())
+        run_scene_segmentation(TinySceneSegmenter(), [room1, room5], [room5], tiny_settings(), seed=0,
+                               log=io.StringIO())
     with pytest.raises(ValueError, match="not in the test area"):
         run_scene_segmentation(TinySceneSegmenter(), [room1], [room1], tiny_settings(), seed=0, log=io.StringIO())
     with pytest.raises(ValueError, match="downstream.semseg.*loops"):

@@ -29,7 +29,7 @@ def strings(group, name, values):
 def silhouette_masks(points, views, projs):
     """Masks of the pixels that dense surface samples project to: a stand-in for renders."""
     masks = np.zeros((len(views), SIZE, SIZE), bool)
-    for index, (view, proj) in enumerate(zip(views, projs)):
+    for index, (view, proj) in enumerate(zip(views, projs, strict=True)):
         uv, _ = project_points(points, view, proj)
         rows, cols, inside = uv_to_pixels(uv, SIZE, SIZE)
         masks[index, rows[inside], cols[inside]] = True
@@ -42,7 +42,8 @@ def write_render_file(path: Path, meshes: dict, skipped: list[tuple[str, str, st
     with h5py.File(path, "w") as f:
         ids = list(meshes)
         strings(f, "object_ids", ids)
-        masks = np.stack([silhouette_masks(sample_surface(mesh, 20000, seed=99)[0], views, projs) for mesh in meshes.values()])
+        masks = np.stack([silhouette_masks(sample_surface(mesh, 20000, seed=99)[0], views, projs)
+                          for mesh in meshes.values()])
         f["masks"] = masks
         f["images"] = np.where(masks[..., None], 80, 255).astype(np.uint8).repeat(3, axis=-1)
         f["world_from_file"] = np.stack([mesh.world_from_file for mesh in meshes.values()])
@@ -59,8 +60,10 @@ def packed(tmp_path):
     cube.write_text(CUBE_OBJ)
     records = [MeshRecord("a_cube", "box", str(cube)), MeshRecord("b_broken", "box", str(tmp_path / "gone.obj"))]
     write_manifest(records, tmp_path / "manifest.tsv")
-    write_render_file(tmp_path / "renders.h5", {"a_cube": load_mesh(cube)}, [("b_broken", records[1].path, "file does not exist")])
-    counts = pack_shard(tmp_path / "manifest.tsv", tmp_path / "renders.h5", tmp_path / "shard.h5", n_points=64, seed=5, suite="demo")
+    write_render_file(tmp_path / "renders.h5", {"a_cube": load_mesh(cube)},
+                      [("b_broken", records[1].path, "file does not exist")])
+    counts = pack_shard(tmp_path / "manifest.tsv", tmp_path / "renders.h5", tmp_path / "shard.h5", n_points=64, seed=5,
+                        suite="demo")
     return tmp_path / "shard.h5", counts
 
 
@@ -69,7 +72,8 @@ def test_packed_shard_has_the_schema_and_records_skips(packed):
     assert counts == {"objects": 1, "skipped": 1}
     summary = validate_shard(path, check_projection=1)
     assert summary["objects"] == 1 and summary["points_per_object"] == 64 and summary["views"] == 20
-    assert summary["skipped"] == [{"object_id": "b_broken", "path": str(path.parent / "gone.obj"), "reason": "file does not exist"}]
+    assert summary["skipped"] == [{"object_id": "b_broken", "path": str(path.parent / "gone.obj"),
+                                   "reason": "file does not exist"}]
     assert summary["settings"]["sampling"] == {"n_points": 64, "seed": 5}
     assert summary["min_fraction_on_mask"]["a_cube"] > 0.95
     with h5py.File(path) as f:
@@ -99,24 +103,26 @@ def test_changed_mesh_after_render_is_an_error(packed, tmp_path):
 
 
 def _item(n_points=4, views=2):
-    return ShardObject("o", "c", "p", np.zeros((n_points, 3), np.float32), np.tile([0, 0, 1.0], (n_points, 1)).astype(np.float32),
+    return ShardObject("o", "c", "p", np.zeros((n_points, 3), np.float32),
+                       np.tile([0, 0, 1.0], (n_points, 1)).astype(np.float32),
                        np.zeros((views, 8, 8, 3), np.uint8), np.ones((views, 8, 8), bool),
                        np.tile(np.eye(4), (views, 1, 1)), np.tile(np.eye(4), (views, 1, 1)), np.eye(4))
 
 
 def test_writer_is_atomic_on_failure(tmp_path):
     path = tmp_path / "s.h5"
-    with pytest.raises(RuntimeError):
-        with ShardWriter(path) as writer:
-            writer.add(_item())
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), ShardWriter(path) as writer:
+        writer.add(_item())
+        raise RuntimeError("killed")
     assert not path.exists() and not list(tmp_path.iterdir())
 
 
 def test_shard_where_every_mesh_failed_is_an_error(tmp_path):
-    with pytest.raises(ShardError, match="every mesh of the shard failed.*m1: no faces"):
-        with ShardWriter(tmp_path / "s.h5") as writer:
-            writer.skip(SkippedMesh("m1", "/x.obj", "no faces"))
+    with (
+        pytest.raises(ShardError, match="every mesh of the shard failed.*m1: no faces"),
+        ShardWriter(tmp_path / "s.h5") as writer,
+    ):
+        writer.skip(SkippedMesh("m1", "/x.obj", "no faces"))
     assert not list(tmp_path.iterdir())
 
 

@@ -41,7 +41,8 @@ def mixed_shard(render_env: Path, tmp_path_factory) -> tuple[Path, Path, dict, d
     write_manifest(records, folder / "manifest.tsv")
     log = io.StringIO()
     render_counts = render_shard(folder / "manifest.tsv", folder / "renders.h5", render_env, RENDER, "y", log=log)
-    pack_counts = pack_shard(folder / "manifest.tsv", folder / "renders.h5", folder / "shard.h5", 512, 0, "demo", log=log)
+    pack_counts = pack_shard(folder / "manifest.tsv", folder / "renders.h5", folder / "shard.h5", 512, 0, "demo",
+                             log=log)
     return folder, log, render_counts, pack_counts
 
 

@@ -107,7 +107,8 @@ def test_pretraining_job_gives_a_loadable_backbone(workflow_run):
     backbone = picat.load_backbone(run / "checkpoint.pt")
     metadata = backbone.picat_metadata
     assert metadata["suite"] == "demo" and len(metadata["history"]) == 2
-    assert metadata["image_backbone"]["name"] == "efficientnet_lite0" and metadata["image_backbone"]["weights"] == "imagenet"
+    assert (metadata["image_backbone"]["name"] == "efficientnet_lite0"
+            and metadata["image_backbone"]["weights"] == "imagenet")
     with torch.no_grad():
         assert backbone(torch.randn(2, 128, 3)).shape == (2, 64)
     assert (run / "log.csv").read_text().count("\n") == 3
@@ -118,12 +119,14 @@ def test_tables_collate_every_downstream_run(workflow_run):
 
     long = pd.read_csv(workflow_run / "results/tables.csv")
     measured = long[long["n_runs"].notna()]
-    assert set(measured["table"]) == {"table1", "table2", "table3", "table4", "table5"} and set(measured["suite"]) == {"demo"}
+    assert (set(measured["table"]) == {"table1", "table2", "table3", "table4", "table5"}
+            and set(measured["suite"]) == {"demo"})
     pretrained = measured[measured["init"] == "pic@point"]
     assert set(pretrained["image_weights"]) == {"efficientnet_lite0/imagenet"}
     assert set(measured[measured["init"] != "pic@point"]["image_weights"].fillna("")) == {""}
     # Table 1's Pic@Point DGCNN row carries the paper's figure beside the measured one.
-    row = measured[(measured["table"] == "table1") & (measured["benchmark"] == "modelnet40") & (measured["init"] == "pic@point")]
+    row = measured[(measured["table"] == "table1") & (measured["benchmark"] == "modelnet40")
+                   & (measured["init"] == "pic@point")]
     assert row["paper_value"].tolist() == [92.5] and 0 <= row["value"].iloc[0] <= 100
     assert (long["n_runs"].isna() & long["paper_value"].notna()).any()  # the paper's other methods
     assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == [
@@ -136,6 +139,7 @@ def test_segmentation_tables_and_figure4(workflow_run):
 
     table4 = pd.read_csv(workflow_run / "results/tables/table4.csv")
     table5 = pd.read_csv(workflow_run / "results/tables/table5.csv")
+    figure4 = pd.read_csv(workflow_run / "results/tables/figure4.csv")
     for table, metric in ((table4, "ins. mIoU (%)"), (table5, "mIoU (%)")):
         measured = table[table["suite"].notna()]
         assert len(measured) == 2 and measured[metric].between(0, 100).all()
@@ -150,6 +154,9 @@ def test_segmentation_tables_and_figure4(workflow_run):
         summary = json.loads((workflow_run / f"results/figures/figure4_{backbone}.json").read_text())
         ranks = [e["rank"] for obj in summary["objects"] for e in obj["exemplars"]]
         assert len(ranks) == 4 and all(1 <= r <= 49 for r in ranks)
+        # The tables rule collates the summary's ranks into figure4.csv.
+        row = figure4[figure4["backbone"] == backbone]
+        assert row["exemplar_mean_rank"].tolist() == [summary["mean_rank"]] and row["suite"].tolist() == ["demo"]
 
 
 def test_complete_run_plans_nothing(workflow_run):
@@ -230,6 +237,7 @@ def test_report_holds_the_tables_and_the_figures(workflow_run, tmp_path):
     embedded = embedded_files(report)
     expected = {"tables.csv": "results/tables.csv", "figure2.png": "results/figures/figure2.png"}
     expected.update({f"table{i}.csv": f"results/tables/table{i}.csv" for i in range(1, 6)})
+    expected["figure4.csv"] = "results/tables/figure4.csv"  # Figure 4's exemplar ranks
     expected.update({f"figure4_{b}.png": f"results/figures/figure4_{b}.png" for b in ("dgcnn", "pointnext")})
     # Every table and figure, and no other result file (the report's own logo aside).
     assert {name for name in embedded if name.endswith((".csv", ".png", ".json"))} == set(expected)
@@ -239,6 +247,7 @@ def test_report_holds_the_tables_and_the_figures(workflow_run, tmp_path):
     # The captions (workflow/report/*.rst), with their wildcards filled in.
     assert "Every measured figure of Tables 1-5" in html and "Table 4 of the paper, measured" in html
     assert "Figure 4 for the pre-trained pointnext backbone" in html and "Figure 2: trainable" in html
+    assert "Figure 4&#39;s numbers" in html or "Figure 4's numbers" in html
 
 
 def test_missing_real_dataset_stops_the_paper_suite_before_any_job(tmp_path):
@@ -289,8 +298,8 @@ def test_killed_pretraining_job_resumes_when_snakemake_runs_again(workflow_run):
     """
     config = changed_config(workflow_run, "pretrain", epochs=40)
     run_dir = workflow_run / "results/pretrain/demo/dgcnn/full/seed0"
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workflow_run),
-               "--configfile", str(workflow_run / config), "--cores", "2", "--rerun-incomplete",
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workflow_run), "--configfile", str(workflow_run / config), "--cores", "2", "--rerun-incomplete",
                "results/pretrain/demo/dgcnn/full/seed0/checkpoint.pt"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
@@ -298,7 +307,8 @@ def test_killed_pretraining_job_resumes_when_snakemake_runs_again(workflow_run):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert (run_dir / "resume.pt").exists() and not (run_dir / "checkpoint.pt").exists(), "the job ended before the kill"
+    assert ((run_dir / "resume.pt").exists()
+            and not (run_dir / "checkpoint.pt").exists()), "the job ended before the kill"
     subprocess.run(command[:-4] + ["--unlock"], capture_output=True, check=True)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

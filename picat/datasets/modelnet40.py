@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Sequence
 
 import h5py
 import numpy as np

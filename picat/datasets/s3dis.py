@@ -58,7 +58,8 @@ def _read_xyzrgb(path: Path) -> np.ndarray:
                         raise ValueError(f"{len(fields)} fields")
                     [float(field) for field in fields]
                 except ValueError:
-                    raise DatasetError(f"{path}: line {number}: expected 'x y z r g b', got {line.strip()!r}") from error
+                    raise DatasetError(f"{path}: line {number}: expected 'x y z r g b', "
+                                       f"got {line.strip()!r}") from error
         raise DatasetError(f"{path}: cannot be parsed as 'x y z r g b' lines ({error})") from error
     if table.ndim != 2 or table.shape[1] != 6:
         raise DatasetError(f"{path}: expected 6 columns 'x y z r g b', got shape {table.shape}")
@@ -115,7 +116,8 @@ def read_room(path: Path) -> Room:
     bad = (labels != np.round(labels)) | (labels < 0) | (labels >= len(S3DIS_CLASSES))
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
-        raise DatasetError(f"{path}: point {index} has label {labels[index]}, not a class index 0..{len(S3DIS_CLASSES) - 1}")
+        raise DatasetError(f"{path}: point {index} has label {labels[index]}, "
+                           f"not a class index 0..{len(S3DIS_CLASSES) - 1}")
     return Room(path.stem, int(match.group(1)), array[:, :3].astype(np.float32), array[:, 3:6].astype(np.float32),
                 labels.astype(np.int64))
 

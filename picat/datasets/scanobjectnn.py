@@ -15,8 +15,8 @@ the demo suite's own categories) says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np

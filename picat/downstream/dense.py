@@ -31,7 +31,8 @@ def checked_logits(model: nn.Module, inputs: Sequence[Tensor], n_classes: int, w
 
 def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | Iterable[Batch]], n_batches: int,
                 optimizer: torch.optim.Optimizer, *, epochs: int, min_lr: float, label_smoothing: float,
-                grad_clip: float, n_classes: int, name: str, device: torch.device, log: TextIO) -> list[dict[str, float]]:
+                grad_clip: float, n_classes: int, name: str, device: torch.device,
+                log: TextIO) -> list[dict[str, float]]:
     """Train ``model`` in place for ``epochs`` epochs.
 
     Args:

@@ -45,7 +45,7 @@ class FinetuneSettings:
     val_fraction: float = 0.1
 
     @classmethod
-    def of(cls, block: dict[str, Any]) -> "FinetuneSettings":
+    def of(cls, block: dict[str, Any]) -> FinetuneSettings:
         """From the config's ``downstream.finetune`` block (minus the run selection keys)."""
         settings = settings_from_block(cls, block, "downstream.finetune")
         if settings.selection not in ("last", "val"):
@@ -95,7 +95,8 @@ def evaluate(model: nn.Module, points: np.ndarray, labels: np.ndarray, settings:
         predictions.append(model(batch).argmax(dim=1).cpu().numpy())
     predicted = np.concatenate(predictions)
     per_class = [float((predicted[labels == c] == c).mean()) for c in np.unique(labels)]
-    return {"overall_accuracy": 100.0 * float((predicted == labels).mean()), "mean_class_accuracy": 100.0 * float(np.mean(per_class))}
+    return {"overall_accuracy": 100.0 * float((predicted == labels).mean()),
+            "mean_class_accuracy": 100.0 * float(np.mean(per_class))}
 
 
 def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels: np.ndarray, test_points: np.ndarray,
@@ -113,7 +114,8 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
     """
     device = device or torch.device("cpu")
     if train_points.shape[1] < settings.n_points:
-        raise ValueError(f"the training clouds have {train_points.shape[1]} points, fewer than n_points={settings.n_points}")
+        raise ValueError(f"the training clouds have {train_points.shape[1]} points, "
+                         f"fewer than n_points={settings.n_points}")
     train_points, test_points = normalise(train_points[..., :3]), normalise(test_points[..., :3])
     val_points = val_labels = None
     if settings.selection == "val":
@@ -134,7 +136,8 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
         model.train()
         started, loss_sum, correct, seen = time.time(), 0.0, 0, 0
         order = torch.randperm(len(train_points), generator=generator).numpy()
-        batches = [order[i:i + settings.batch_size] for i in range(0, len(order) - settings.batch_size + 1, settings.batch_size)]
+        batches = [order[i:i + settings.batch_size]
+                   for i in range(0, len(order) - settings.batch_size + 1, settings.batch_size)]
         for index in tqdm(batches, desc=f"[finetune] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
                           mininterval=30.0):
             # A fresh random subset of points per cloud and epoch, as PointNeXt samples them.
@@ -161,7 +164,8 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
                 best_val, selected_epoch, best_state = row["val_accuracy"], epoch + 1, copy.deepcopy(model.state_dict())
         history.append(row)
         extra = f", val {row['val_accuracy']:.1f}%" if "val_accuracy" in row else ""
-        print(f"[finetune] epoch {epoch + 1}/{settings.epochs} loss {row['train_loss']:.4f}, train {row['train_accuracy']:.1f}%"
+        print(f"[finetune] epoch {epoch + 1}/{settings.epochs} loss {row['train_loss']:.4f}, "
+              f"train {row['train_accuracy']:.1f}%"
               f"{extra} ({row['seconds']:.1f} s)", file=log, flush=True)
     if best_state is not None:
         model.load_state_dict(best_state)

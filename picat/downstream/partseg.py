@@ -73,7 +73,7 @@ class PartSegSettings:
             raise ValueError(f"{_KEY}: translate, grad_clip, weight_decay and momentum must be >= 0")
 
     @classmethod
-    def of(cls, block: dict[str, Any]) -> "PartSegSettings":
+    def of(cls, block: dict[str, Any]) -> PartSegSettings:
         """From the config's ``downstream.partseg`` block."""
         return settings_from_block(cls, block, _KEY)
 
@@ -84,7 +84,8 @@ def global_categories(dataset: PartSegmentationSet) -> np.ndarray:
     if unknown:
         raise ValueError(f"categories {unknown} are not ShapeNetPart categories; known: {list(CATEGORY_PARTS)}")
     local = np.asarray(dataset.categories, dtype=np.int64)
-    if len(local) != len(dataset.points) or (len(local) and (local.min() < 0 or local.max() >= len(dataset.category_names))):
+    if len(local) != len(dataset.points) or (
+            len(local) and (local.min() < 0 or local.max() >= len(dataset.category_names))):
         raise ValueError(f"the dataset's {len(local)} category indices do not index its {len(dataset.category_names)} "
                          f"category names for its {len(dataset.points)} shapes")
     lookup = np.array([_GLOBAL_CATEGORY[name] for name in dataset.category_names], dtype=np.int64)
@@ -101,7 +102,8 @@ def sample_indices(n_available: int, n: int, rng: np.random.Generator) -> np.nda
     return rng.permutation(np.r_[np.arange(n_available), rng.choice(n_available, n - n_available)])
 
 
-def sample_points(points: np.ndarray, parts: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_points(points: np.ndarray, parts: np.ndarray, n: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points of a shape: (N_i, C), (N_i,) -> (n, C), (n,) (see :func:`sample_indices`)."""
     if len(points) != len(parts):
         raise ValueError(f"a shape has {len(points)} points but {len(parts)} part labels")
@@ -250,6 +252,7 @@ def run_part_segmentation(model: nn.Module, train: PartSegmentationSet, test: Pa
     test_scores = evaluate_part_segmenter(model, test, settings, seed, device)
     seconds = time.time() - started
     print(f"[partseg] test instance mIoU {test_scores['instance_miou']:.2f}%, class mIoU "
-          f"{test_scores['class_miou']:.2f}% on {test_scores['n_shapes']} shapes ({seconds:.0f} s)", file=log, flush=True)
+          f"{test_scores['class_miou']:.2f}% on {test_scores['n_shapes']} shapes ({seconds:.0f} s)",
+          file=log, flush=True)
     return {"test": test_scores, "history": history, "settings": asdict(settings), "n_train": len(train),
             "n_test": len(test), "seconds": seconds}

@@ -86,7 +86,8 @@ def _validate_types(path: Path, record: dict[str, Any], index: int | None = None
         raise record_error(path, "value", f"{value!r} is not a percentage in [0, 100]", index)
     params = record["trainable_pretrain_params"]
     if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params < 0):
-        raise record_error(path, "trainable_pretrain_params", f"{params!r} is not a non-negative integer or null", index)
+        raise record_error(path, "trainable_pretrain_params", f"{params!r} is not a non-negative integer or null",
+                           index)
     image = record["image_backbone"]
     if image is not None and (not isinstance(image, str) or not image):
         raise record_error(path, "image_backbone", f"{image!r} is not a non-empty string or null", index)

@@ -15,7 +15,7 @@ anywhere has no defined IoU and is left out of the mean and reported as NaN.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def part_segmentation_scores(predictions: Sequence[np.ndarray], targets: Sequenc
                          f"{len(predictions)}, {len(targets)}, {len(categories)}")
     per_category: dict[str, list[float]] = defaultdict(list)
     shape_means = []
-    for prediction, target, category in zip(predictions, targets, categories):
+    for prediction, target, category in zip(predictions, targets, categories, strict=True):
         if category not in category_parts:
             raise ValueError(f"unknown category {category!r}; known: {sorted(category_parts)}")
         if prediction.shape != target.shape:

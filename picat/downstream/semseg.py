@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ class SemSegSettings:
             raise ValueError(f"{_KEY}: grad_clip, weight_decay, jitter_sigma and jitter_clip must be >= 0")
 
     @classmethod
-    def of(cls, block: dict[str, Any]) -> "SemSegSettings":
+    def of(cls, block: dict[str, Any]) -> SemSegSettings:
         """From the config's ``downstream.semseg`` block."""
         return settings_from_block(cls, block, _KEY)
 
@@ -127,7 +127,8 @@ def augment_xyz(xyz: np.ndarray, settings: SemSegSettings, rng: np.random.Genera
     """Anisotropic scaling about the floor centre and clipped Gaussian jitter; (N, 3) -> same."""
     low, high = settings.scale_range
     scaled = xyz * rng.uniform(low, high, size=3).astype(np.float32)
-    jitter = np.clip(settings.jitter_sigma * rng.standard_normal(xyz.shape), -settings.jitter_clip, settings.jitter_clip)
+    jitter = np.clip(settings.jitter_sigma * rng.standard_normal(xyz.shape), -settings.jitter_clip,
+                     settings.jitter_clip)
     return (scaled + jitter).astype(np.float32)
 
 
@@ -181,8 +182,9 @@ def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], setting
     def epoch_batches(epoch: int) -> Iterator[Batch]:
         order = rng.permutation(np.repeat(np.arange(len(train_rooms)), settings.crops_per_room))
         for start in range(0, n_batches * settings.batch_size, settings.batch_size):
-            crops = [training_crop(train_rooms[r], grids[r], settings, rng) for r in order[start:start + settings.batch_size]]
-            xyz, colours, labels = (torch.from_numpy(np.stack(parts)) for parts in zip(*crops))
+            crops = [training_crop(train_rooms[r], grids[r], settings, rng)
+                     for r in order[start:start + settings.batch_size]]
+            xyz, colours, labels = (torch.from_numpy(np.stack(parts)) for parts in zip(*crops, strict=True))
             yield (xyz, colours), labels
 
     optimizer = torch.optim.AdamW(model.to(device).parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -235,7 +237,7 @@ def evaluate_scene_segmenter(model: nn.Module, test_rooms: Sequence[Room], setti
     if int(confusion.sum()) != n_points:
         raise AssertionError(f"the confusion matrix counts {int(confusion.sum())} points, the rooms hold {n_points}")
     scores = scene_segmentation_scores(confusion)
-    scores["per_class_iou"] = dict(zip(S3DIS_CLASSES, scores["iou"]))
+    scores["per_class_iou"] = dict(zip(S3DIS_CLASSES, scores["iou"], strict=True))
     scores.update(n_rooms=len(test_rooms), n_points=n_points, n_subclouds=n_subclouds)
     return scores
 

@@ -43,14 +43,15 @@ class SvmSettings:
     batch_size: int = 32
 
     @classmethod
-    def of(cls, block: dict[str, Any]) -> "SvmSettings":
+    def of(cls, block: dict[str, Any]) -> SvmSettings:
         """From the config's ``downstream.svm`` block (minus the run selection keys)."""
         return settings_from_block(cls, block, "downstream.svm")
 
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, points: np.ndarray, n_points: int, batch_size: int = 32,
-                     device: torch.device | None = None, log: TextIO = sys.stderr, desc: str = "features") -> np.ndarray:
+                     device: torch.device | None = None, log: TextIO = sys.stderr,
+                     desc: str = "features") -> np.ndarray:
     """Global features of a frozen backbone.
 
     Args:
@@ -95,7 +96,8 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, 
     search.fit(train_x, train_y)
     accuracy = 100.0 * float(search.score(test_x, test_y))  # the single look at the test split
     cv = {float(c): 100.0 * float(score)
-          for c, score in zip(search.cv_results_["param_svc__C"], search.cv_results_["mean_test_score"])}
-    return {"accuracy": accuracy, "best_c": float(search.best_params_["svc__C"]), "cv_accuracy": 100.0 * search.best_score_,
+          for c, score in zip(search.cv_results_["param_svc__C"], search.cv_results_["mean_test_score"], strict=True)}
+    return {"accuracy": accuracy, "best_c": float(search.best_params_["svc__C"]),
+            "cv_accuracy": 100.0 * search.best_score_,
             "cv_scores": cv, "folds": folds, "n_train": int(len(train_y)), "n_test": int(len(test_y)),
             "seconds": time.time() - started}

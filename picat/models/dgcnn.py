@@ -234,7 +234,8 @@ class DGCNN(nn.Module):
         self.config = config if config is not None else DGCNNConfig()
         cfg = self.config
         widths = (cfg.in_channels, *cfg.edge_channels)
-        self.edge_convs = nn.ModuleList(EdgeConv(c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:]))
+        self.edge_convs = nn.ModuleList(EdgeConv(c_in, c_out)
+                                        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True))
         self.embed_conv = nn.Conv1d(sum(cfg.edge_channels), cfg.emb_dims, kernel_size=1, bias=False)
         self.embed_bn = nn.BatchNorm1d(cfg.emb_dims)
         self.global_dim = 2 * cfg.emb_dims

@@ -124,5 +124,6 @@ def load_backbone(path: str | Path, local: bool = False, map_location: str | tor
     backbone = build_point_backbone(payload["backbone"], payload["options"], payload["normals"], payload["up_axis"])
     load_state_whole(backbone, payload.get("state_dict"), path, "state_dict")
     module = LocalBackbone(backbone) if local else backbone
-    module.picat_metadata = {key: payload[key] for key in ("backbone", "options", "normals", "up_axis")} | payload["metadata"]
+    module.picat_metadata = ({key: payload[key] for key in ("backbone", "options", "normals", "up_axis")}
+                             | payload["metadata"])
     return module.eval()

@@ -33,7 +33,8 @@ class PoseEncoder(nn.Module):
 
     def __init__(self, pose_dim: int = 64) -> None:
         super().__init__()
-        self.layers = nn.Sequential(nn.Linear(POSE_INPUTS, pose_dim), nn.ReLU(inplace=True), nn.Linear(pose_dim, pose_dim))
+        self.layers = nn.Sequential(nn.Linear(POSE_INPUTS, pose_dim), nn.ReLU(inplace=True),
+                                    nn.Linear(pose_dim, pose_dim))
 
     def forward(self, view: Tensor) -> Tensor:
         return self.layers(view[:, :3, :].reshape(len(view), POSE_INPUTS))
@@ -47,10 +48,12 @@ class LocalPointHead(nn.Module):
     conv sees the first one's output alone.
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 512, hidden_dim: int | None = None, pose_dim: int | None = 64) -> None:
+    def __init__(self, in_dim: int, out_dim: int = 512, hidden_dim: int | None = None,
+                 pose_dim: int | None = 64) -> None:
         super().__init__()
         hidden_dim = hidden_dim or out_dim
-        self.first = nn.Sequential(nn.Conv1d(in_dim, hidden_dim, 1, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True))
+        self.first = nn.Sequential(nn.Conv1d(in_dim, hidden_dim, 1, bias=False), nn.BatchNorm1d(hidden_dim),
+                                   nn.ReLU(inplace=True))
         self.pose = PoseEncoder(pose_dim) if pose_dim else None
         self.second = nn.Conv1d(hidden_dim + (pose_dim or 0), out_dim, 1)
 

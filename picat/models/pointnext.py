@@ -154,7 +154,7 @@ class PointNeXtConfig:
     def radii(self) -> tuple[tuple[float, ...], ...]:
         """Radius per block of every stage (first entry: the set abstraction's)."""
         radius, out = self.radius, []
-        for stride, blocks in zip(self.strides, self.blocks):
+        for stride, blocks in zip(self.strides, self.blocks, strict=True):
             if stride == 1:
                 out.append((radius,) * blocks)
             else:
@@ -184,7 +184,7 @@ def mlp(channels: list[int], last_act: bool) -> nn.Sequential:
     and in-place ReLU on a fresh tensor (not a view) keeps autograd free of CopySlices.
     """
     layers: list[nn.Module] = []
-    for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+    for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
         layers += [nn.Linear(c_in, c_out, bias=False), nn.BatchNorm1d(c_out)]
         if last_act or i < len(channels) - 2:
             layers.append(nn.ReLU(inplace=True))
@@ -432,7 +432,8 @@ class PointNeXtEncoder(nn.Module):
 class ClsHead(nn.Module):
     """PointNeXt's classification head: (linear, BN, ReLU, dropout) per hidden width, then linear."""
 
-    def __init__(self, in_dim: int, num_classes: int, hidden: tuple[int, ...] = (512, 256), dropout: float = 0.5) -> None:
+    def __init__(self, in_dim: int, num_classes: int, hidden: tuple[int, ...] = (512, 256),
+                 dropout: float = 0.5) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")

@@ -18,7 +18,8 @@ skip features, then 2 x (linear, BN, ReLU) to the finer level's width); head = S
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +132,8 @@ class DGCNNPartSegmenter(nn.Module):
         category_feature = F.leaky_relu(self.category_bn(self.category_embed(one_hot)), NEGATIVE_SLOPE)  # (B, 64)
 
         weight = self.first.weight
-        w_cloud, w_edge = weight[:, :self.global_dim + self.category_dim], weight[:, self.global_dim + self.category_dim:]
+        w_cloud, w_edge = (weight[:, :self.global_dim + self.category_dim],
+                           weight[:, self.global_dim + self.category_dim:])
         per_cloud = F.linear(torch.cat([global_feature, category_feature], dim=-1), w_cloud)  # (B, 256)
         h = F.linear(edge, w_edge) + per_cloud[:, None, :]  # (B, N, 256)
         h = h.reshape(batch * n_points, -1)
@@ -180,7 +182,8 @@ class PointNeXtSegmenter(nn.Module):
     index order, as in PointNeXt.
     """
 
-    def __init__(self, encoder: PointNeXtEncoder, n_classes: int, dropout: float = 0.5, decoder_layers: int = 2) -> None:
+    def __init__(self, encoder: PointNeXtEncoder, n_classes: int, dropout: float = 0.5,
+                 decoder_layers: int = 2) -> None:
         super().__init__()
         if not isinstance(encoder, PointNeXtEncoder):
             raise ValueError(f"encoder must be a PointNeXtEncoder, got {type(encoder).__name__}")
@@ -199,7 +202,8 @@ class PointNeXtSegmenter(nn.Module):
         channels = cfg.channels
         # decoder[i] brings level i+1 (already decoded to channels[i+1]) down onto level i.
         self.decoder = nn.ModuleList(
-            FeaturePropagation(channels[i], channels[i + 1], channels[i], decoder_layers) for i in range(len(channels) - 1)
+            FeaturePropagation(channels[i], channels[i + 1], channels[i], decoder_layers)
+            for i in range(len(channels) - 1)
         )
         width = channels[0]
         self.head = nn.Sequential(

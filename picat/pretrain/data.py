@@ -8,8 +8,8 @@ resumed from a checkpoint sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -33,7 +33,8 @@ class ShardObjects(Dataset):
         normals: return xyz + normals (6 channels) instead of xyz.
     """
 
-    def __init__(self, shards: Sequence[Path], features: Sequence[Path] | None, n_points: int, normals: bool = False) -> None:
+    def __init__(self, shards: Sequence[Path], features: Sequence[Path] | None, n_points: int,
+                 normals: bool = False) -> None:
         if features is not None and len(features) != len(shards):
             raise ValueError(f"got {len(features)} feature files for {len(shards)} shards")
         self.shards = [Path(path) for path in shards]
@@ -50,7 +51,8 @@ class ShardObjects(Dataset):
             if self.features is not None:
                 with h5py.File(self.features[index], "r") as cache:
                     if not np.array_equal(cache["object_ids"][()], ids):
-                        raise ValueError(f"{self.features[index]}: object ids differ from its shard {path}; re-encode it")
+                        raise ValueError(f"{self.features[index]}: object ids differ from its shard {path}; "
+                                         "re-encode it")
             counts.append(count)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
         self._handles: dict[Path, h5py.File] = {}

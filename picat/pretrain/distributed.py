@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -212,7 +212,8 @@ def ranks_from_env() -> Ranks:
     try:
         return Ranks(int(os.environ[ENV_RANK]), world, int(os.environ[ENV_LOCAL_RANK]))
     except KeyError as missing:
-        raise RuntimeError(f"WORLD_SIZE={world} but {missing} is not set; start multi-process runs with torchrun") from None
+        raise RuntimeError(f"WORLD_SIZE={world} but {missing} is not set; "
+                           "start multi-process runs with torchrun") from None
 
 
 def init_distributed(preferred_device: str = "auto") -> tuple[Ranks, torch.device]:

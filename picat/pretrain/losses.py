@@ -62,9 +62,11 @@ def global_infonce_terms(points: Tensor, images: Tensor, temperature: float, fir
         all slices divided by M.
     """
     if points.ndim != 2 or images.ndim != 2 or points.shape[1] != images.shape[1]:
-        raise ValueError(f"points (m, d) and images (M, d) must share d, got {tuple(points.shape)} and {tuple(images.shape)}")
+        raise ValueError(f"points (m, d) and images (M, d) must share d, "
+                         f"got {tuple(points.shape)} and {tuple(images.shape)}")
     if not 0 <= first_positive <= len(images) - len(points):
-        raise ValueError(f"positives {first_positive}..{first_positive + len(points) - 1} lie outside the {len(images)} images")
+        raise ValueError(f"positives {first_positive}..{first_positive + len(points) - 1} "
+                         f"lie outside the {len(images)} images")
     logits = points @ images.T / temperature
     targets = torch.arange(first_positive, first_positive + len(points), device=points.device)
     return F.cross_entropy(logits, targets, reduction="sum")
@@ -90,7 +92,8 @@ def local_infonce_terms(points: Tensor, image_cells: Tensor, cells: Tensor, vali
     if image_cells.ndim != 3 or image_cells.shape[2] != dim or not 0 <= first_object <= image_cells.shape[0] - m:
         raise ValueError(f"image_cells must be (M >= {first_object + m}, G, d={dim}), got {tuple(image_cells.shape)}")
     if cells.shape != (m, n_local) or valid.shape != (m, n_local):
-        raise ValueError(f"cells and valid must be (m, L) = {(m, n_local)}, got {tuple(cells.shape)}, {tuple(valid.shape)}")
+        raise ValueError(f"cells and valid must be (m, L) = {(m, n_local)}, "
+                         f"got {tuple(cells.shape)}, {tuple(valid.shape)}")
     n_cells = image_cells.shape[1]
     queries = points[valid]
     count = valid.sum()

@@ -26,7 +26,7 @@ class VariantSettings:
     normals: bool
 
     @classmethod
-    def of(cls, variant: str) -> "VariantSettings":
+    def of(cls, variant: str) -> VariantSettings:
         if variant not in VARIANTS:
             raise ValueError(f"unknown pre-training variant {variant!r}; valid: {', '.join(VARIANTS)}")
         return cls(local_loss=variant != "no_local", global_loss=variant != "no_global",
@@ -45,7 +45,8 @@ class PicAtPoint(nn.Module):
         pose_dim: size of the pose encoding (64 in the paper).
     """
 
-    def __init__(self, backbone: nn.Module, image_dim: int, variant: str = "full", latent_dim: int = 512, pose_dim: int = 64) -> None:
+    def __init__(self, backbone: nn.Module, image_dim: int, variant: str = "full", latent_dim: int = 512,
+                 pose_dim: int = 64) -> None:
         super().__init__()
         self.settings = VariantSettings.of(variant)
         self.backbone = backbone
@@ -53,7 +54,8 @@ class PicAtPoint(nn.Module):
             self.point_global = GlobalHead(backbone.global_dim, latent_dim)
             self.image_global = GlobalHead(image_dim, latent_dim)
         if self.settings.local_loss:
-            self.point_local = LocalPointHead(backbone.local_dim, latent_dim, pose_dim=pose_dim if self.settings.pose else None)
+            self.point_local = LocalPointHead(backbone.local_dim, latent_dim,
+                                              pose_dim=pose_dim if self.settings.pose else None)
             self.image_local = LocalImageHead(image_dim, latent_dim)
 
     def image_parameters(self) -> list[nn.Parameter]:

@@ -25,6 +25,7 @@ means the environment renders. Run as ``python -m picat.render.environment ENV_D
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -192,10 +193,8 @@ def kill_process_tree(pid: int) -> None:
     them too; this is for timeouts, where only we know to stop them.
     """
     for victim in process_tree(pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _run(cmd: Sequence[str], log: Logger, what: str, env: dict[str, str] | None = None,

@@ -92,7 +92,7 @@ def _plot_references(axes: plt.Axes) -> None:
     low, high = axes.get_ylim()
     # Minimum label spacing, so that 90.6/90.7/90.9 stay legible.
     positions = _spread(others["paper_value"].tolist(), (high - low) * 0.03)
-    for row, y in zip(others.itertuples(index=False), positions):
+    for row, y in zip(others.itertuples(index=False), positions, strict=True):
         axes.axhline(row.paper_value, color="grey", linestyle="--", linewidth=0.8)
         name = row.method.split(" (")[0]
         axes.annotate(f"{name} {row.paper_value}", xy=(1.0, row.paper_value), xytext=(1.02, y),

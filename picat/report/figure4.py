@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import h5py
 import matplotlib
@@ -125,7 +126,8 @@ def load_pretrained(checkpoint: Path, device: str = "cpu") -> PretrainedModel:
     load_state_whole(model, state, path, "pretrain_state_dict")
     return PretrainedModel(
         model=model.to(device).eval(), path=path, backbone=payload["backbone"], variant=variant,
-        seed=int(metadata.get("seed", -1)), suite=str(metadata.get("suite", "unknown")), normals=bool(payload["normals"]),
+        seed=int(metadata.get("seed", -1)), suite=str(metadata.get("suite", "unknown")),
+        normals=bool(payload["normals"]),
         n_points=int(settings["n_points"]), image_backbone=dict(metadata.get("image_backbone", {})),
     )
 
@@ -165,7 +167,7 @@ def choose_objects(shards: Sequence[Path], n_objects: int, seed: int) -> list[tu
             if queues[category] and len(picked) < n_objects:
                 picked.append(queues[category].pop(0))
     views = rng.integers(0, n_views, size=n_objects)
-    return [(number, row, int(view)) for (number, row), view in zip(picked, views)]
+    return [(number, row, int(view)) for (number, row), view in zip(picked, views, strict=True)]
 
 
 def read_object_view(shard_path: Path, feature_path: Path | None, row: int, view: int, n_points: int,
@@ -311,7 +313,8 @@ def analyse_object(pretrained: PretrainedModel, item: ObjectView, encoder: torch
     z, q, centres, grid = embed(pretrained, item, encoder, device)
     cloud = item.points[:, :3]
     visible, uv = visible_on_mask(centres, cloud, item.view, item.proj, item.mask)
-    cells, valid = project_to_cells(torch.from_numpy(centres)[None].double(), torch.from_numpy(item.view)[None].double(),
+    cells, valid = project_to_cells(torch.from_numpy(centres)[None].double(),
+                                    torch.from_numpy(item.view)[None].double(),
                                     torch.from_numpy(item.proj)[None].double(), grid)
     usable = np.flatnonzero(visible & valid[0].numpy())
     if len(usable) < 2:
@@ -354,7 +357,7 @@ def _draw_cloud(axes: plt.Axes, analysed: dict[str, Any]) -> None:
     height, width = item.image.shape[:2]
     axes.scatter(cloud_uv[order, 0] * width, cloud_uv[order, 1] * height, c=depth[order], cmap="Greys_r", s=3,
                  linewidths=0)
-    for exemplar, colour in zip(analysed["exemplars"], EXEMPLAR_COLOURS):
+    for exemplar, colour in zip(analysed["exemplars"], EXEMPLAR_COLOURS, strict=True):
         u, v = analysed["uv"][exemplar["centre_index"]]
         axes.scatter([u * width], [v * height], s=90, c=colour, edgecolors="white", linewidths=1.2, zorder=3)
     axes.set_xlim(0, width)
@@ -397,8 +400,10 @@ def _caption(pretrained: PretrainedModel) -> str:
     return (f"Figure 4 (picat): local 2D-3D correspondences; {note}\n"
             f"backbone {pretrained.backbone}, variant {pretrained.variant}, seed {pretrained.seed}; "
             f"frozen image features: {weights}\n"
-            "left: cloud from the view's camera (near points dark), exemplars in colour; middle/right: cosine similarity\n"
-            "of the exemplar's local embedding to each image cell (outlined: the cell it projects into; star: its projection)")
+            "left: cloud from the view's camera (near points dark), exemplars in colour; "
+            "middle/right: cosine similarity\n"
+            "of the exemplar's local embedding to each image cell "
+            "(outlined: the cell it projects into; star: its projection)")
 
 
 def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Path] | None, out_png: Path,
@@ -439,7 +444,7 @@ def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Pa
                                 constrained_layout=True)
     try:
         artist = None
-        for row_axes, entry in zip(axes, analysed):
+        for row_axes, entry in zip(axes, analysed, strict=True):
             _draw_cloud(row_axes[0], entry)
             for number in range(2):
                 artist = _draw_heatmap(row_axes[1 + number], entry, number, limits)

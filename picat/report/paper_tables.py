@@ -150,7 +150,7 @@ def _measured_rows(spec: TableSpec, measured: pd.DataFrame, own: pd.DataFrame) -
         key = (spec.name, record.benchmark, record.backbone, record.variant, record.init, record.metric)
         hits = own[(own[MATCH_KEYS] == pd.Series(key, index=MATCH_KEYS)).all(axis=1)]
         if len(hits) > 1:
-            raise ValueError(f"paper_tables.csv has {len(hits)} rows for {dict(zip(MATCH_KEYS, key))}")
+            raise ValueError(f"paper_tables.csv has {len(hits)} rows for {dict(zip(MATCH_KEYS, key, strict=True))}")
         paper_row = hits.iloc[0] if len(hits) else None
         if paper_row is not None:
             matched.add(paper_row.name)

@@ -64,7 +64,7 @@ def _single_value(group: pd.DataFrame, column: str, key: tuple) -> Any:
     """The one value ``column`` takes over ``group``; an error naming it when runs disagree."""
     values = group[column].drop_duplicates().tolist()
     if len(values) != 1:
-        config = dict(zip(GROUP_KEYS, key))
+        config = dict(zip(GROUP_KEYS, key, strict=True))
         files = ", ".join(group["path"])
         raise ValueError(f"runs of {config} disagree on {column!r} ({values}); files: {files}")
     return values[0]
@@ -74,9 +74,9 @@ def _summarise_group(key: tuple, group: pd.DataFrame) -> dict[str, Any]:
     duplicated = group["seed"][group["seed"].duplicated()].tolist()
     if duplicated:
         # Two files for one seed would silently weight that seed twice (often a stale file).
-        raise ValueError(f"runs of {dict(zip(GROUP_KEYS, key))} repeat seed(s) {duplicated}; "
+        raise ValueError(f"runs of {dict(zip(GROUP_KEYS, key, strict=True))} repeat seed(s) {duplicated}; "
                          f"files: {', '.join(group['path'])}")
-    row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+    row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
     for column in CARRIED:
         row[column] = _single_value(group, column, key)
     values = group["value"]

@@ -39,28 +39,32 @@ def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size:
     output = Path(output)
     encoder = encoder.to(device).eval()
     started = time.time()
-    with atomic_path(output) as tmp:
-        with open_shard(shard_path) as shard, h5py.File(tmp, "w") as cache:
-            images = shard["images"]
-            n, n_views = images.shape[:2]
-            flat_total, done = n * n_views, 0
-            local_ds = global_ds = None
-            for start in range(0, flat_total, batch_size):
-                stop = min(flat_total, start + batch_size)
-                rows = [(i // n_views, i % n_views) for i in range(start, stop)]
-                batch = np.stack([images[r, v] for r, v in rows])
-                local, pooled = encoder(torch.from_numpy(batch).to(device))
-                local, pooled = local.float().cpu().numpy(), pooled.float().cpu().numpy()
-                if local_ds is None:
-                    local_ds = cache.create_dataset("local", (n, n_views, *local.shape[1:]), dtype=dtype,
-                                                    chunks=(1, 1, *local.shape[1:]))
-                    global_ds = cache.create_dataset("global", (n, n_views, pooled.shape[1]), dtype=dtype)
-                for (row, view), feature_map, vector in zip(rows, local, pooled):
-                    local_ds[row, view] = feature_map
-                    global_ds[row, view] = vector
-                done = stop
-                print(f"[encode] {done}/{flat_total} views, {done / (time.time() - started):.1f} views/s", file=log, flush=True)
-            ids = read_strings(shard["object_ids"])
-            write_strings(cache, "object_ids", ids)
-            cache.attrs["image_backbone"] = json.dumps(encoder.describe(), sort_keys=True)
-            cache.attrs["shard"] = str(shard_path)
+    with (
+        atomic_path(output) as tmp,
+        open_shard(shard_path) as shard,
+        h5py.File(tmp, "w") as cache,
+    ):
+        images = shard["images"]
+        n, n_views = images.shape[:2]
+        flat_total, done = n * n_views, 0
+        local_ds = global_ds = None
+        for start in range(0, flat_total, batch_size):
+            stop = min(flat_total, start + batch_size)
+            rows = [(i // n_views, i % n_views) for i in range(start, stop)]
+            batch = np.stack([images[r, v] for r, v in rows])
+            local, pooled = encoder(torch.from_numpy(batch).to(device))
+            local, pooled = local.float().cpu().numpy(), pooled.float().cpu().numpy()
+            if local_ds is None:
+                local_ds = cache.create_dataset("local", (n, n_views, *local.shape[1:]), dtype=dtype,
+                                                chunks=(1, 1, *local.shape[1:]))
+                global_ds = cache.create_dataset("global", (n, n_views, pooled.shape[1]), dtype=dtype)
+            for (row, view), feature_map, vector in zip(rows, local, pooled, strict=True):
+                local_ds[row, view] = feature_map
+                global_ds[row, view] = vector
+            done = stop
+            print(f"[encode] {done}/{flat_total} views, {done / (time.time() - started):.1f} views/s", file=log,
+                  flush=True)
+        ids = read_strings(shard["object_ids"])
+        write_strings(cache, "object_ids", ids)
+        cache.attrs["image_backbone"] = json.dumps(encoder.describe(), sort_keys=True)
+        cache.attrs["shard"] = str(shard_path)

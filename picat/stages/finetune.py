@@ -42,7 +42,8 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
         protocol="finetune", benchmark=benchmark, backbone="pointnext", variant=variant, init=init, seed=seed,
         value=result["test"]["overall_accuracy"], suite=suite,
         image_backbone=None if metadata is None else image_weights_label(metadata),
-        trainable_pretrain_params=trainable_pretrain_params(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
+        trainable_pretrain_params=trainable_pretrain_params(metadata),
+        checkpoint=None if checkpoint is None else str(checkpoint),
         details={**result, "train_source": train.source, "test_source": test.source,
                  "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6},
     )

@@ -49,7 +49,7 @@ def pack_shard(
         attributes = {"suite": suite, "picat_version": __version__, "settings": settings}
         with ShardWriter(Path(output), attributes) as writer:
             for object_id, path, reason in zip(*(read_strings(rendered[f"skipped/{name}"])
-                                                 for name in ("object_ids", "paths", "reasons"))):
+                                                 for name in ("object_ids", "paths", "reasons")), strict=True):
                 writer.skip(SkippedMesh(object_id, path, reason))
             for index, object_id in enumerate(rendered_ids):
                 record = records.get(object_id)

@@ -31,7 +31,8 @@ def run_partseg(dataset: dict[str, Any], settings: dict[str, Any], output: Path,
     part = PartSegSettings.of(settings)
     backbone, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="scratch")
     if not isinstance(backbone, DGCNN):
-        raise ValueError(f"part segmentation (Table 4) uses DGCNN, got a {backbone.picat_metadata['backbone']} backbone")
+        raise ValueError(f"part segmentation (Table 4) uses DGCNN, "
+                         f"got a {backbone.picat_metadata['backbone']} backbone")
     normals = backbone.config.in_channels == 6
     if normals != bool(dataset.get("normals", False)):
         raise ValueError(f"the backbone takes {'xyz + normals' if normals else 'xyz'} but the dataset spec has "

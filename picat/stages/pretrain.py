@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 import h5py
 import torch
@@ -82,7 +83,8 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         lr_image=settings["lr_image"], weight_decay=settings["weight_decay"], temperature=settings["temperature"],
         rotation=settings["rotation"], up_axis=up_axis, seed=seed, num_workers=settings["num_workers"],
         extra={"backbone": backbone_name, "options": options, "variant": variant, "n_points": settings["n_points"],
-               "latent_dim": settings["latent_dim"], "pose_dim": settings["pose_dim"], "image_backbone": image_description},
+               "latent_dim": settings["latent_dim"], "pose_dim": settings["pose_dim"],
+               "image_backbone": image_description},
     )
     dataset = ShardObjects(shards, features, settings["n_points"], normals=variant_settings.normals)
     if ranks.is_main:
@@ -91,14 +93,16 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
             parallel = (f", {ranks.world_size} processes x {ranks.per_rank_batch(train_settings.batch_size)} objects "
                         f"= global batch {train_settings.batch_size}")
         print(f"[pretrain] {backbone_name}/{variant}/seed {seed}: {len(dataset)} objects, "
-              f"{count_trainable(backbone) / 1e6:.2f} M backbone parameters, image features {image_description.get('name')} "
+              f"{count_trainable(backbone) / 1e6:.2f} M backbone parameters, "
+              f"image features {image_description.get('name')} "
               f"({image_description.get('weights')}), device {pick_device(device)}{parallel}", file=log, flush=True)
     output = Path(output)
     history = train(model, dataset, train_settings, output.parent, image_encoder=encoder, device=pick_device(device),
                     stop_after_epochs=stop_after_epochs, log=log, ranks=ranks)
     if len(history) < settings["epochs"]:
         if ranks.is_main:
-            print(f"[pretrain] stopped after epoch {len(history)} of {settings['epochs']}; run again to resume", file=log)
+            print(f"[pretrain] stopped after epoch {len(history)} of {settings['epochs']}; run again to resume",
+                  file=log)
         return None
     if not ranks.is_main:
         ranks.barrier()  # return once rank 0 has written the checkpoint

@@ -82,11 +82,13 @@ def render_shard(
         paths = {record.object_id: record.path for record in records}
         with h5py.File(blender_output, "r+") as rendered:
             rendered_ids = read_strings(rendered["object_ids"])
-            for object_id, reason in zip(read_strings(rendered["failed/object_ids"]), read_strings(rendered["failed/reasons"])):
+            for object_id, reason in zip(read_strings(rendered["failed/object_ids"]),
+                                         read_strings(rendered["failed/reasons"]), strict=True):
                 skipped.append(SkippedMesh(object_id, paths[object_id], f"at rendering: {reason}"))
             if not rendered_ids:
                 blender_output.unlink()
-                raise RuntimeError(f"{manifest}: Blender rendered none of the shard's meshes: {[s.reason for s in skipped[:5]]}")
+                raise RuntimeError(f"{manifest}: Blender rendered none of the shard's meshes: "
+                                   f"{[s.reason for s in skipped[:5]]}")
             rendered.create_dataset("world_from_file", data=np.stack([world_from_file[i] for i in rendered_ids]))
             rendered.create_dataset("view_matrices", data=views)
             rendered.create_dataset("proj_matrices", data=projs)

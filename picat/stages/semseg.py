@@ -46,7 +46,8 @@ def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: s
     # (random_spec's options), so both inits build the very same segmentation network.
     encoder, transfer = segmentation_encoder(source, seed=seed, **encoder_options_of(encoder_options))
     if init == "scratch":
-        transfer["source"] = f"random initialisation (seed {seed}) of the pre-training architecture: no pre-trained weights"
+        transfer["source"] = (f"random initialisation (seed {seed}) of the pre-training architecture: "
+                              "no pre-trained weights")
     torch.manual_seed(seed)  # the decoder's and head's initialisation
     model = PointNeXtSegmenter(encoder, len(S3DIS_CLASSES))
     where = pick_device(device)

@@ -45,9 +45,10 @@ def run_svm(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], o
         protocol="svm", benchmark=benchmark, backbone=backbone.picat_metadata["backbone"], variant=variant, init=init,
         seed=seed, value=result["accuracy"], suite=suite,
         image_backbone=None if metadata is None else image_weights_label(metadata),
-        trainable_pretrain_params=trainable_pretrain_params(metadata), checkpoint=None if checkpoint is None else str(checkpoint),
-        details={**result, "settings": {**svm.__dict__, "c_grid": list(svm.c_grid)}, "feature_dim": int(train_x.shape[1]),
-                 "train_source": train.source, "test_source": test.source},
+        trainable_pretrain_params=trainable_pretrain_params(metadata),
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        details={**result, "settings": {**svm.__dict__, "c_grid": list(svm.c_grid)},
+                 "feature_dim": int(train_x.shape[1]), "train_source": train.source, "test_source": test.source},
     )
     write_record(record, output)
     return record
