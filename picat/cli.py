@@ -82,10 +82,9 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
-    from picat.shards import write_index
+    from picat.stages.shard_index import index_shards
 
-    index = write_index([Path(path) for path in args.shards], Path(args.out))
-    print(f"{args.out}: {index['objects']} objects in {len(index['shards'])} shards, {index['skipped']} skipped")
+    index_shards([Path(path) for path in args.shards], Path(args.out))
 
 
 def _cmd_encode(args: argparse.Namespace) -> None:

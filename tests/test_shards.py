@@ -149,5 +149,9 @@ def test_validate_and_index_commands(packed, tmp_path, capsys):
     assert "OK" in out and "objects: 1 x 64 points" in out and "b_broken" in out and "projection check" in out
     index = write_index([path], tmp_path / "index.json")
     assert index["objects"] == 1 and index["skipped"] == 1
+    # The rule's command, through picat/stages/shard_index.py: the same index, written whole.
+    assert main(["index", "--out", str(tmp_path / "by_command.json"), str(path)]) == 0
+    assert "1 objects in 1 shards, 1 skipped" in capsys.readouterr().out
+    assert json.loads((tmp_path / "by_command.json").read_text()) == index
     assert main(["validate", str(tmp_path / "missing.h5")]) == 1
     assert "missing.h5: shard file does not exist" in capsys.readouterr().err

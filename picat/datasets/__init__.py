@@ -1,8 +1,10 @@
-"""Classification datasets (ModelNet40, ScanObjectNN) read from their genuine public layouts.
+"""The benchmark datasets read from their genuine public layouts: ModelNet40 and ScanObjectNN
+(classification), ShapeNetPart (part segmentation) and S3DIS (scene segmentation).
 
-Every reader returns a validated :class:`PointCloudSet` (points (n, N, C) float32, labels
-(n,) int64, class names); every bad input is one :class:`DatasetError` naming the file.
-:func:`read_classification` picks the reader from a config mapping.
+Every classification reader returns a validated :class:`PointCloudSet` (points (n, N, C)
+float32, labels (n,) int64, class names); every bad input is one :class:`DatasetError` naming
+the file. :func:`read_classification` and :func:`read_part_segmentation` pick the reader from
+a config mapping.
 """
 
 from __future__ import annotations
