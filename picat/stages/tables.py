@@ -1,4 +1,5 @@
-"""The collation step: every downstream record -> results/tables.csv, tables/table*.csv, Figure 2."""
+"""The collation step: every downstream record -> results/tables.csv, tables/table*.csv, Figure 2; Figure 4's
+summaries -> tables/figure4.csv."""
 
 from __future__ import annotations
 
