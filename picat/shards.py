@@ -282,7 +282,9 @@ def validate_shard(path: Path, check_projection: int = 0) -> dict[str, Any]:
         if len({len(values) for values in skipped.values()}) != 1:
             problems.append("skipped/object_ids, paths and reasons differ in length")
         projection = {}
-        for index in range(min(check_projection, n)):
+        # The projection check pairs views, projections and masks; with a shape problem listed
+        # above they need not pair up, and the ShardError below reports it instead.
+        for index in range(min(check_projection, n) if not problems else 0):
             fractions = fraction_on_mask_of(shard, index)
             projection[object_ids[index]] = float(fractions.min())
         blank = [object_ids[i] for i in range(n) if int(shard["masks"][i, 0].sum()) == 0]

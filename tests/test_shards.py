@@ -142,6 +142,18 @@ def test_validation_reports_problems(tmp_path, packed):
         validate_shard(tmp_path / "junk.h5")
 
 
+def test_projection_check_of_a_shard_with_a_missing_view_is_one_shard_error(packed):
+    """Views, projections and masks that do not pair up are reported in the ShardError (naming the
+    file and the dataset), not as a bare error from pairing them for the projection check."""
+    path, _ = packed
+    with h5py.File(path, "r+") as f:
+        views = f["view_matrices"][()]
+        del f["view_matrices"]
+        f.create_dataset("view_matrices", data=views[:, :-1])
+    with pytest.raises(ShardError, match=r"shard\.h5: view_matrices is \(1, 19, 4, 4\)"):
+        validate_shard(path, check_projection=1)
+
+
 def test_validate_and_index_commands(packed, tmp_path, capsys):
     path, _ = packed
     assert main(["validate", str(path), "--check-projection", "1"]) == 0
