@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,11 @@ def write_text_atomically(path: Path | str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def write_lines_atomically(path: Path | str, lines: Iterable[str]) -> None:
+    """Write ``lines`` to ``path`` atomically, each ending in a newline."""
+    write_text_atomically(path, "".join(f"{line}\n" for line in lines))
 
 
 def write_json_atomically(path: Path | str, content: Any, indent: int | None = 2, sort_keys: bool = True) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import h5py
 import numpy as np
 
-from picat.atomic import atomic_path, write_text_atomically
+from picat.atomic import atomic_path, write_lines_atomically
 from picat.datasets.base import (
     DatasetError,
     PointCloudSet,
@@ -177,8 +177,8 @@ def write_modelnet40_h5(root: Path, split: str, points: np.ndarray, labels: np.n
             if dataset.points.shape[2] == 6:
                 handle.create_dataset("normal", data=dataset.points[chunk, :, 3:])
         written.append(path)
-    write_text_atomically(root / "shape_names.txt", "".join(f"{line}\n" for line in dataset.class_names))
-    write_text_atomically(root / f"{split}_files.txt", "".join(f"{H5_LIST_PREFIX}/{p.name}\n" for p in written))
+    write_lines_atomically(root / "shape_names.txt", dataset.class_names)
+    write_lines_atomically(root / f"{split}_files.txt", [f"{H5_LIST_PREFIX}/{p.name}" for p in written])
     # Files of an earlier, longer write would be read by the glob fallback of a copy that
     # loses the list; remove them only now that the new list is in place.
     for stale in _numbered_h5_files(root, split)[len(written):]:

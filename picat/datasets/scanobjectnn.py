@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from picat.atomic import atomic_path, write_text_atomically
+from picat.atomic import atomic_path, write_lines_atomically
 from picat.datasets.base import (
     DatasetError,
     PointCloudSet,
@@ -138,7 +138,7 @@ def write_scanobjectnn(root: Path, variant: str, split: str, points: np.ndarray,
         if dataset.masks is not None:
             handle.create_dataset("mask", data=dataset.masks)
     if class_names is not None:
-        write_text_atomically(root / CLASS_NAMES_FILE, "".join(f"{line}\n" for line in dataset.class_names))
+        write_lines_atomically(root / CLASS_NAMES_FILE, dataset.class_names)
     return path
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from picat.atomic import write_json_atomically
+from picat.downstream.backbones import image_weights_label, trainable_pretrain_params
 
 CLASSIFICATION_BENCHMARKS = ("modelnet40", "scanobjectnn_obj_bg", "scanobjectnn_obj_only",
                              "scanobjectnn_pb_t50_rs")
@@ -260,8 +261,6 @@ def write_run_records(protocol: str, benchmark: str, backbone: str, metrics: dic
            output: Path, suite: str, seed: int, init: str, variant: str | None, metadata: dict | None,
            checkpoint: Path | None) -> list[dict[str, Any]]:
     """Write one run's records, one per metric, with the backbone source's suite, weights and checkpoint."""
-    from picat.downstream.backbones import image_weights_label, trainable_pretrain_params
-
     records = make_records(
         metrics, protocol=protocol, benchmark=benchmark, backbone=backbone, variant=variant, init=init, seed=seed,
         suite=suite, image_backbone=None if metadata is None else image_weights_label(metadata),

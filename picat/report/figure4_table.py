@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from picat.atomic import atomic_path
+
 COLUMNS = ("suite", "backbone", "variant", "seed", "image_backbone", "image_weights", "objects", "cells",
            "exemplar_mean_rank", "visible_mean_rank", "object_cell_mean_rank", "chance_rank", "checkpoint")
 _REQUIRED = ("suite", "backbone", "variant", "seed", "image_backbone", "objects", "cells", "mean_rank",
@@ -45,3 +47,9 @@ def figure4_rows(summary_paths: Sequence[Path]) -> pd.DataFrame:
             "checkpoint": summary["checkpoint"],
         })
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def write_figure4_table(summary_paths: Sequence[Path], out_csv: Path) -> None:
+    """Write :func:`figure4_rows` of ``summary_paths`` to ``out_csv`` atomically."""
+    with atomic_path(out_csv) as temporary:
+        figure4_rows(summary_paths).to_csv(temporary, index=False)

@@ -85,8 +85,7 @@ def render_shard(
             for object_id, reason in zip(read_strings(rendered["failed/object_ids"]),
                                          read_strings(rendered["failed/reasons"]), strict=True):
                 skipped.append(SkippedMesh(object_id, paths[object_id], f"at rendering: {reason}"))
-            if not rendered_ids:
-                blender_output.unlink()
+            if not rendered_ids:  # atomic_path removes the temporary render file
                 raise RuntimeError(f"{manifest}: Blender rendered none of the shard's meshes: "
                                    f"{[s.reason for s in skipped[:5]]}")
             rendered.create_dataset("world_from_file", data=np.stack([world_from_file[i] for i in rendered_ids]))

@@ -10,12 +10,11 @@ from typing import Any, TextIO
 
 import torch
 
-from picat.atomic import atomic_path
 from picat.models.factory import build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.model import PicAtPoint
 from picat.report.figure2 import plot_figure2
-from picat.report.figure4_table import figure4_rows
+from picat.report.figure4_table import write_figure4_table
 from picat.report.paper_tables import write_summary_tables
 from picat.report.results import load_results, summarise
 
@@ -45,7 +44,6 @@ def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figu
     parameters = paper_configuration_parameters(paper_suite)
     plot_figure2(summary, figure2, parameters)
     if figure4_summaries:
-        with atomic_path(Path(tables_dir) / "figure4.csv") as path:
-            figure4_rows(figure4_summaries).to_csv(path, index=False)
+        write_figure4_table(figure4_summaries, Path(tables_dir) / "figure4.csv")
     print(f"[tables] {len(result_paths)} result records -> {out_long}, {tables_dir}/, {figure2} "
           f"(paper configuration: {parameters / 1e6:.2f} M trainable pre-training parameters)", file=log, flush=True)
