@@ -29,6 +29,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from picat.accelerator import (
+    DeviceSums,
+    FiniteLossGuard,
+    autocast,
+    float32_losses,
+    loader_options,
+    precision_label,
+    prepare_device,
+    to_device,
+)
 from picat.atomic import atomic_path
 from picat.devices import pick_device
 from picat.pretrain.correspondence import project_to_cells, random_rotations, rotate_with_cameras
@@ -56,11 +66,17 @@ class TrainSettings:
     seed: int = 0
     num_workers: int = 0
     grid: int = 7
+    amp: str = "fp32"  # "fp32" | "bf16" | "auto" (bf16 on CUDA): see picat.accelerator
     extra: dict[str, Any] = field(default_factory=dict)  # recorded, not interpreted here
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a step's loss is NaN or infinite (training stops instead of going on silently)."""
+
+
+def _non_finite(epoch: int, step: int) -> NonFiniteLossError:
+    return NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}, step {step}; lower the learning rate, "
+                              "check the inputs, or try amp: fp32")
 
 
 def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, settings: TrainSettings,
@@ -87,20 +103,31 @@ def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, sett
     if "image" in batch:
         if image_encoder is None:
             raise ValueError("the batch carries images but no image encoder was given")
-        with torch.no_grad():
+        with torch.no_grad(), autocast(batch["image"].device, settings.amp):
             image_local, image_global = image_encoder(batch["image"])
     else:
         image_local, image_global = batch["image_local"], batch["image_global"]
     points, view = rotate_with_cameras(batch["points"], batch["view"], rotation)
-    out = model(points, view, image_local, image_global)
+    with autocast(points.device, settings.amp):
+        out = model(points, view, image_local, image_global)
+    # The losses in float32 from the (possibly bf16) embeddings: with tau = 0.1, bf16's
+    # 8-bit mantissa would put an error of ~0.04 into every logit.
+    out = {key: value.to(torch.promote_types(value.dtype, torch.float32)) for key, value in out.items()}
+    with float32_losses(points.device):
+        return _losses(out, view, batch["proj"], settings, ranks)
+
+
+def _losses(out: dict[str, Tensor], view: Tensor, proj: Tensor, settings: TrainSettings,
+            ranks: Ranks) -> dict[str, Tensor]:
+    """The losses of one step from the model's outputs (see :func:`step_loss`)."""
     if ranks.distributed:
-        return _sharded_losses(out, view, batch["proj"], settings, ranks)
-    zero = points.new_zeros(())
+        return _sharded_losses(out, view, proj, settings, ranks)
+    zero = view.new_zeros(())
     losses = {"local": zero, "global": zero, "valid_fraction": zero}
     if "z_global" in out:
         losses["global"] = global_infonce(out["z_global"], out["q_global"], settings.temperature)
     if "z_local" in out:
-        cells, valid = project_to_cells(out["centres"], view, batch["proj"], settings.grid)
+        cells, valid = project_to_cells(out["centres"], view, proj, settings.grid)
         losses["local"] = local_infonce(out["z_local"], out["q_local"], cells, valid, settings.temperature)
         losses["valid_fraction"] = valid.float().mean()
     losses["loss"] = losses["local"] + losses["global"]
@@ -130,13 +157,14 @@ def _sharded_losses(out: dict[str, Tensor], view: Tensor, proj: Tensor, settings
         local_sum, valid_count = local_infonce_terms(out["z_local"], image_cells, cells, valid, settings.temperature,
                                                      first_object=first)
         centres = centres + valid.numel()
-    # One all-reduce (float64: sums and counts stay exact) gives every rank the global values.
+    # One all-reduce (float64: sums and counts stay exact) gives every rank the global values;
+    # they stay on the device (no host read, so the step never waits for the GPU).
     totals = ranks.sum(torch.stack([t.detach().double() for t in (global_sum, local_sum, valid_count, centres)]))
-    batch_size, valid_total = per_rank * world, float(totals[2])
-    objective = world * (global_sum / batch_size + local_sum / max(valid_total, 1.0))
+    batch_size, valid_total = per_rank * world, totals[2].clamp_min(1.0)
+    objective = world * (global_sum / batch_size + local_sum / valid_total.to(zero.dtype))
     losses = {"global": (totals[0] / batch_size).to(zero.dtype),
-              "local": (totals[1] / max(valid_total, 1.0)).to(zero.dtype),
-              "valid_fraction": (totals[2] / max(float(totals[3]), 1.0)).to(zero.dtype)}
+              "local": (totals[1] / valid_total).to(zero.dtype),
+              "valid_fraction": (totals[2] / totals[3].clamp_min(1.0)).to(zero.dtype)}
     losses["loss"] = losses["local"] + losses["global"]
     losses["objective"] = objective
     return losses
@@ -167,7 +195,7 @@ def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Mo
 def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run_dir: Path,
           image_encoder: nn.Module | None = None, device: torch.device | None = None,
           stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
-          ranks: Ranks = SINGLE) -> list[dict[str, float]]:
+          ranks: Ranks = SINGLE, check_every: int = 50) -> list[dict[str, float]]:
     """Train ``model`` for ``settings.epochs``, checkpointing every epoch into ``run_dir``.
 
     Args:
@@ -176,6 +204,9 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         ranks: this process's place in a data-parallel run (the process group must be
             initialised, see :func:`picat.pretrain.distributed.init_distributed`);
             ``settings.batch_size`` is the global batch and must divide by the world size.
+        check_every: read the loss on the host (non-finite check, progress bar, TensorBoard's
+            step curve) every this many steps and at the end of each epoch; in between a step
+            never waits for the device.
 
     Returns:
         The per-epoch history (epoch, loss, local, global, valid_fraction, seconds, lr).
@@ -184,6 +215,7 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         NonFiniteLossError: on a NaN or infinite loss, naming epoch and step.
     """
     device = device or pick_device()
+    prepare_device(device)
     run_dir = Path(run_dir)
     ranks.per_rank_batch(settings.batch_size)  # fail before any work when it does not divide
     if not ranks.is_main:
@@ -215,7 +247,7 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     net = data_parallel(model, ranks, device)
     sampler = EpochSampler(len(dataset), dataset.n_views, settings.seed)
     loader = DataLoader(dataset, batch_sampler=GlobalBatchSlices(sampler, settings.batch_size, ranks),
-                        num_workers=settings.num_workers)
+                        num_workers=settings.num_workers, **loader_options(device, settings.num_workers))
     last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
     board = open_tensorboard(run_dir, purge_step=start_epoch * len(loader)) if ranks.is_main else None
     # A log file is not a terminal: redraw the bar rarely there so the file stays readable.
@@ -223,29 +255,30 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     for epoch in range(start_epoch, last_epoch):
         model.train()
         sampler.set_epoch(epoch)
-        started, sums, steps = time.time(), {"loss": 0.0, "local": 0.0, "global": 0.0, "valid_fraction": 0.0}, 0
+        started = time.time()
+        sums = DeviceSums(("loss", "local", "global", "valid_fraction"), device)
+        guard = FiniteLossGuard(device, check_every, lambda step, epoch=epoch: _non_finite(epoch, step))
         progress = tqdm(loader, desc=f"[pretrain] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
                         mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive, disable=not ranks.is_main)
         for step, batch in enumerate(progress):
-            batch = {key: value.to(device) for key, value in batch.items()}
-            rotation = batch_rotations(settings, epoch, step, len(batch["points"]), ranks).to(device)
+            batch = to_device(batch, device)
+            rotation = batch_rotations(settings, epoch, step, len(batch["points"]), ranks).to(device, non_blocking=True)
             losses = step_loss(net, batch, rotation, settings, image_encoder, ranks)
-            if not torch.isfinite(losses["loss"]):
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}: local={losses['local'].item()}, "
-                    f"global={losses['global'].item()}; lower the learning rate or check the inputs")
+            guard.observe(losses["loss"])  # raises, every check_every steps, on an earlier non-finite loss
             optimizer.zero_grad(set_to_none=True)
             losses["objective"].backward()
             optimizer.step()
-            for key in sums:
-                sums[key] += float(losses[key].detach())
-            steps += 1
-            progress.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}", refresh=False)
-            if board is not None:
-                board.add_scalar("step/loss", float(losses["loss"].detach()), epoch * len(loader) + step)
+            sums.add(losses)
+            if (step + 1) % check_every == 0 or step + 1 == len(loader):  # host reads only now and then
+                loss_now = float(losses["loss"].detach())
+                progress.set_postfix(loss=f"{loss_now:.4f}", refresh=False)
+                if board is not None:
+                    board.add_scalar("step/loss", loss_now, epoch * len(loader) + step)
         progress.close()
+        guard.check()
+        steps = guard.steps_seen()
         seconds = time.time() - started
-        row = {"epoch": epoch + 1, **{key: value / max(steps, 1) for key, value in sums.items()},
+        row = {"epoch": epoch + 1, **{key: value / max(steps, 1) for key, value in sums.values().items()},
                "seconds": seconds, "objects_per_s": steps * settings.batch_size / max(seconds, 1e-9),
                "lr": optimizer.param_groups[0]["lr"], "lr_image": optimizer.param_groups[1]["lr"]}
         scheduler.step()

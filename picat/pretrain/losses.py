@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+_IGNORED = -100  # the cross-entropy target of a centre outside its image
+
 
 def global_infonce(points: Tensor, images: Tensor, temperature: float) -> Tensor:
     """Eq. 3: each global point embedding against the m global image embeddings of the batch.
@@ -95,11 +97,13 @@ def local_infonce_terms(points: Tensor, image_cells: Tensor, cells: Tensor, vali
         raise ValueError(f"cells and valid must be (m, L) = {(m, n_local)}, "
                          f"got {tuple(cells.shape)}, {tuple(valid.shape)}")
     n_cells = image_cells.shape[1]
-    queries = points[valid]
-    count = valid.sum()
-    if len(queries) == 0:
-        return (points.sum() + image_cells.sum()) * 0.0, count
-    objects = torch.arange(first_object, first_object + m, device=points.device)[:, None].expand(m, n_local)[valid]
-    targets = objects * n_cells + cells[valid]  # index into the M * G negatives
-    logits = queries @ image_cells.reshape(-1, dim).T / temperature
-    return F.cross_entropy(logits, targets, reduction="sum"), count
+    # Fixed shapes, no boolean indexing: every centre gets its logits and the invalid ones
+    # are ignored by the cross-entropy (ignore_index), so the step never waits for the
+    # device to learn how many centres are valid. With no valid centre the sum is 0 and
+    # still depends on ``points`` and ``image_cells``, so every rank's backward reaches the
+    # same collectives and parameters.
+    objects = torch.arange(first_object, first_object + m, device=points.device)[:, None]
+    targets = torch.where(valid, objects * n_cells + cells, _IGNORED)  # (m, L) index into the M * G negatives
+    logits = points.reshape(m * n_local, dim) @ image_cells.reshape(-1, dim).T / temperature
+    total = F.cross_entropy(logits, targets.reshape(-1), reduction="sum", ignore_index=_IGNORED)
+    return total, valid.sum()
