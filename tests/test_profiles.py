@@ -169,7 +169,7 @@ def test_slurm_profile_asks_gpu_partition_for_every_training_rule():
     assert settings["executor"] == "slurm" and settings["jobs"] >= 1 and settings["latency-wait"] >= 10
     assert settings["retries"] >= 1
     gpu_rules = {rule for rule, res in settings["set-resources"].items() if res.get("slurm_partition") == "gpu"}
-    assert gpu_rules == {"pretrain_run", "finetune", "partseg", "semseg"}
+    assert gpu_rules == {"encode", "pretrain_run", "finetune", "partseg", "semseg"}
     for key in ("rerun-incomplete", "keep-going", "printshellcmds", "show-failed-logs"):
         assert settings[key] is True, key
 
@@ -204,6 +204,9 @@ def test_paper_suite_resources_per_rule(tmp_path):
     threads, res = jobs["pretrain_run"]
     assert threads == 8 and res["gpu"] == "1" and res["slurm_partition"] == "gpu"
     assert res["runtime"] == str(24 * 60) and res["mem_mb"] == str(6000 + 2000 * 4 + 8 * 100)
+    threads, res = jobs["encode"]  # the frozen 2D network over ~1M renders: on a GPU node (issue 13)
+    assert res["gpu"] == "1" and res["slurm_partition"] == "gpu"
+    assert "--amp auto" in result.stdout  # every training and encoding job gets the suite's precision
     threads, res = jobs["render"]
     assert threads == 4 and "gpu" not in res and res["slurm_partition"] == "cpu"
     assert res["runtime"] == str(15 + 500 * 20 * 6 // 120) and res["mem_mb"] == "8000"

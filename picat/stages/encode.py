@@ -19,13 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from picat.accelerator import autocast, prepare_device
 from picat.atomic import atomic_path
 from picat.shards import open_shard, read_strings, write_strings
 
 
 @torch.no_grad()
 def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size: int = 40,
-                 dtype: str = "float16", device: torch.device | str = "cpu", log: TextIO = sys.stderr) -> None:
+                 dtype: str = "float16", device: torch.device | str = "cpu", log: TextIO = sys.stderr,
+                 amp: str = "fp32") -> None:
     """Write the feature cache of one shard.
 
     Args:
@@ -33,10 +35,13 @@ def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size:
             global (B, C))`` with a ``describe() -> dict`` method.
         dtype: "float16" (half the disk; enough for features that are only ever compared
             through normalised projections) or "float32".
+        amp: the frozen network's precision (fp32, bf16 or auto: see :mod:`picat.accelerator`).
     """
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     output = Path(output)
+    device = torch.device(device)
+    prepare_device(device)
     encoder = encoder.to(device).eval()
     started = time.time()
     with (
@@ -52,7 +57,8 @@ def encode_shard(shard_path: Path, output: Path, encoder: nn.Module, batch_size:
             stop = min(flat_total, start + batch_size)
             rows = [(i // n_views, i % n_views) for i in range(start, stop)]
             batch = np.stack([images[r, v] for r, v in rows])
-            local, pooled = encoder(torch.from_numpy(batch).to(device))
+            with autocast(device, amp):
+                local, pooled = encoder(torch.from_numpy(batch).to(device, non_blocking=True))
             local, pooled = local.float().cpu().numpy(), pooled.float().cpu().numpy()
             if local_ds is None:
                 local_ds = cache.create_dataset("local", (n, n_views, *local.shape[1:]), dtype=dtype,

@@ -22,6 +22,7 @@ import h5py
 import torch
 
 from picat import __version__
+from picat.accelerator import precision_label
 from picat.atomic import atomic_path, write_json_atomically
 from picat.config import pretrain_run_settings
 from picat.devices import pick_device
@@ -53,7 +54,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
                     variant: str, seed: int, settings: dict[str, Any], up_axis: str, suite: str,
                     image_backbone: dict[str, str] | None = None, device: str | torch.device = "auto",
                     stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
-                    ranks: Ranks = SINGLE) -> Path | None:
+                    ranks: Ranks = SINGLE, amp: str = "fp32") -> Path | None:
     """Pre-train one backbone; returns the checkpoint path (None when stopped early).
 
     Args:
@@ -64,6 +65,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
             :func:`picat.pretrain.distributed.init_distributed` picked for the rank).
         ranks: this process's place in a data-parallel run; ``settings["batch_size"]`` is
             the global batch.
+        amp: the suite's precision setting (fp32, bf16 or auto: see :mod:`picat.accelerator`).
     """
     variant_settings = VariantSettings.of(variant)
     options = dict(settings[backbone_name])
@@ -81,7 +83,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
     train_settings = TrainSettings(
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr_point=settings["lr_point"],
         lr_image=settings["lr_image"], weight_decay=settings["weight_decay"], temperature=settings["temperature"],
-        rotation=settings["rotation"], up_axis=up_axis, seed=seed, num_workers=settings["num_workers"],
+        rotation=settings["rotation"], up_axis=up_axis, seed=seed, num_workers=settings["num_workers"], amp=amp,
         extra={"backbone": backbone_name, "options": options, "variant": variant, "n_points": settings["n_points"],
                "latent_dim": settings["latent_dim"], "pose_dim": settings["pose_dim"],
                "image_backbone": image_description},
@@ -95,7 +97,8 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         print(f"[pretrain] {backbone_name}/{variant}/seed {seed}: {len(dataset)} objects, "
               f"{count_trainable(backbone) / 1e6:.2f} M backbone parameters, "
               f"image features {image_description.get('name')} "
-              f"({image_description.get('weights')}), device {pick_device(device)}{parallel}", file=log, flush=True)
+              f"({image_description.get('weights')}), device {pick_device(device)}, "
+              f"{precision_label(amp, pick_device(device))}{parallel}", file=log, flush=True)
     output = Path(output)
     history = train(model, dataset, train_settings, output.parent, image_encoder=encoder, device=pick_device(device),
                     stop_after_epochs=stop_after_epochs, log=log, ranks=ranks)
@@ -109,6 +112,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         return output
     metadata = {
         "variant": variant, "seed": seed, "suite": suite, "image_backbone": image_description,
+        "precision": precision_label(amp, pick_device(device)),
         "settings": pretrain_run_settings(settings, backbone_name),
         "history": history, "picat_version": __version__,
         "trainable_parameters": {"backbone": count_trainable(backbone), "total": count_trainable(model)},

@@ -15,15 +15,17 @@ rule encode:
     resources:
         mem_mb=lambda w: 4000 if w.suite == "demo" else 12000,
         runtime=lambda w: 60 if w.suite == "demo" else 180,
+        gpu=lambda w: config[w.suite]["encode"]["gpus"],
     conda:
         "../../envs/picat.yaml"
     params:
         image_backbone=lambda w: as_json(config[w.suite]["image_backbone"]),
         batch_size=lambda w: config[w.suite]["encode"]["batch_size"],
         dtype=lambda w: config[w.suite]["encode"]["dtype"],
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat encode --shard {input:q} --out {output:q} --image-backbone {params.image_backbone} "
-        "--batch-size {params.batch_size} --dtype {params.dtype} --threads {threads} > {log:q} 2>&1"
+        "--batch-size {params.batch_size} --dtype {params.dtype} --amp {params.amp} --threads {threads} > {log:q} 2>&1"
 
 
 rule pretrain_run:
@@ -51,11 +53,12 @@ rule pretrain_run:
         # Only what this run depends on: adding a seed or a variant leaves finished runs alone.
         settings=lambda w: as_json(pretrain_run_settings(config[w.suite]["pretrain"], w.backbone)),
         up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
         "--backbone {wildcards.backbone} --variant {wildcards.variant} --seed {wildcards.seed} "
         "--settings {params.settings} --up-axis {params.up_axis} --suite {wildcards.suite} "
-        "--threads {threads} --nproc {resources.gpu} > {log:q} 2>&1"
+        "--amp {params.amp} --threads {threads} --nproc {resources.gpu} > {log:q} 2>&1"
 
 
 # Target: every pre-training run of the selected suite (`snakemake --cores 2 pretrain`).
