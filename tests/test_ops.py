@@ -1,5 +1,7 @@
 """The neighbour ops of picat/models/ops.py against naive brute-force references written here:
-farthest point sampling, ball query, k nearest neighbours, squared distances and gathers."""
+farthest point sampling, ball query, k nearest neighbours, squared distances and gathers; the
+chunked ball query and kNN against the dense versions they replaced (kept below as references),
+with the bound on their working memory; FPS's CUDA-graph path against its eager loop."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import picat.models.ops as ops
 from picat.models.ops import ball_query, farthest_point_sample, gather_points, knn, squared_distances
 
 # ----------------------------------------------------------------------------- references
@@ -34,9 +37,41 @@ def ball_query_reference(radius: float, k: int, xyz: np.ndarray, centres: np.nda
     return out
 
 
+def dense_ball_query_reference(radius: float, n_samples: int, xyz: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """picat's ball query before chunking (commit 2cc5909), over the whole (B, S, N) matrix."""
+    d2 = squared_distances(xyz, centres)
+    n_points = xyz.shape[1]
+    inside = d2 < radius * radius
+    order = torch.arange(n_points, dtype=torch.int32, device=xyz.device)
+    keys = torch.where(inside, order, n_points)
+    take = min(n_samples, n_points)
+    idx = keys.topk(take, dim=-1, largest=False, sorted=True).values.long()
+    first = idx[..., :1]
+    empty = first == n_points
+    if bool(empty.any()):
+        first = torch.where(empty, d2.argmin(dim=-1, keepdim=True), first)
+    idx = torch.where(idx == n_points, first, idx)
+    if take < n_samples:
+        idx = torch.cat([idx, first.expand(-1, -1, n_samples - take)], dim=-1)
+    return idx
+
+
+def dense_knn_reference(k: int, xyz: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """picat's kNN before chunking (commit 2cc5909), over the whole (B, S, N) matrix."""
+    values, idx = squared_distances(xyz, centres).topk(k, dim=-1, largest=False, sorted=True)
+    return values.clamp_min_(0).sqrt_(), idx
+
+
 def rand_points(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(*shape, generator=generator, dtype=dtype) * 2 - 1
+
+
+def grid_points(batch: int, n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, N, 3) points drawn with replacement from a 4 x 4 x 4 grid of step 0.25: duplicated
+    points and many exactly equal distances (every value is exact in binary floating point)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 4, (batch, n, 3), generator=generator).to(dtype) * 0.25
 
 
 # ----------------------------------------------------------------------------- ops
@@ -102,6 +137,147 @@ def test_knn_and_squared_distances_match_brute_force() -> None:
     assert torch.all(dist[..., 1:] >= dist[..., :-1])
 
 
+# ----------------------------------------------------------------------------- chunked neighbour search
+
+
+def tie_cases() -> tuple[torch.Tensor, torch.Tensor]:
+    """B = 3 clouds of 50 grid points (duplicates, equal distances) and 20 centres per cloud:
+    points of the cloud (a duplicate's ball holds both copies), grid nodes, and centres far
+    outside (empty balls whose nearest points tie)."""
+    xyz = grid_points(3, 50, seed=20)
+    centres = torch.cat([xyz[:, :8], grid_points(3, 8, seed=21), grid_points(3, 4, seed=22) + 5.0], dim=1)
+    return xyz, centres
+
+
+# Chunk budgets in elements: one centre per chunk (the minimum, also below one row of N), runs
+# of 7 centres (7 does not divide S = 20), S - 1 centres (a last chunk of one), one whole cloud,
+# two clouds (3 clouds: a last chunk of one cloud), everything at once, the default.
+CHUNKS = [1, 7 * 50, 19 * 50, 20 * 50, 2 * 20 * 50, 10**9, None]
+
+
+@pytest.mark.parametrize("chunk_elements", CHUNKS)
+def test_chunked_ball_query_matches_dense_and_brute_force(chunk_elements: int | None) -> None:
+    xyz, centres = tie_cases()
+    # 0.25 puts grid neighbours exactly on the sphere (outside), 0.3 inside; K = 70 > N pads.
+    for radius, k in [(0.25, 4), (0.3, 16), (0.6, 3), (0.05, 5), (2.0, 70)]:
+        idx = ball_query(radius, k, xyz, centres, chunk_elements=chunk_elements)
+        assert idx.shape == (3, 20, k) and idx.dtype == torch.long
+        assert torch.equal(idx, dense_ball_query_reference(radius, k, xyz, centres))
+        for b in range(3):
+            np.testing.assert_array_equal(idx[b].numpy(), ball_query_reference(radius, k, xyz[b].numpy(),
+                                                                               centres[b].numpy()))
+    # Random clouds, float64 and float16 inputs (distances in float64 and float32).
+    for dtype in (torch.float64, torch.float16):
+        points, middles = rand_points(2, 40, 3, seed=23, dtype=dtype), rand_points(2, 13, 3, seed=24, dtype=dtype)
+        assert torch.equal(ball_query(0.4, 8, points, middles, chunk_elements=chunk_elements),
+                           dense_ball_query_reference(0.4, 8, points, middles))
+
+
+@pytest.mark.parametrize("chunk_elements", CHUNKS)
+def test_chunked_knn_matches_dense_and_brute_force(chunk_elements: int | None) -> None:
+    xyz, centres = tie_cases()
+    for k in (1, 3, 10, 50):
+        dist, idx = knn(k, xyz, centres, chunk_elements=chunk_elements)
+        ref_dist, ref_idx = dense_knn_reference(k, xyz, centres)
+        assert dist.shape == idx.shape == (3, 20, k) and idx.dtype == torch.long
+        assert torch.equal(idx, ref_idx) and torch.equal(dist, ref_dist)  # ties resolved alike
+        # Brute force, up to the order among ties: the k smallest distances, at distinct indices
+        # whose distances are the ones returned.
+        # Grid coordinates: the squared distances are exact in float32 too.
+        d2 = ((centres[:, :, None, :].double() - xyz[:, None, :, :].double()) ** 2).sum(-1).float()
+        expected = d2.sort(dim=-1).values[..., :k].sqrt()
+        assert torch.equal(dist, expected)
+        assert torch.equal(d2.gather(-1, idx).sqrt(), expected)
+        assert all(len(set(row)) == k for row in idx.reshape(-1, k).tolist())
+    # Random clouds (no ties): the stable argsort's indices exactly.
+    points, middles = rand_points(2, 40, 3, seed=25), rand_points(2, 13, 3, seed=26)
+    dist, idx = knn(6, points, middles, chunk_elements=chunk_elements)
+    d2 = ((middles[:, :, None, :].double() - points[:, None, :, :].double()) ** 2).sum(-1)
+    np.testing.assert_array_equal(idx.numpy(), np.argsort(d2.numpy(), axis=-1, kind="stable")[..., :6])
+    assert torch.equal(dist, dense_knn_reference(6, points, middles)[0])
+
+
+def test_chunk_plan_covers_every_centre_once() -> None:
+    for batch, n_centres, n_points, elements in [(3, 20, 50, 1), (3, 20, 50, 350), (3, 20, 50, 2000),
+                                                 (5, 7, 11, 200), (1, 1, 4, 1), (2, 9, 9, 10**9)]:
+        covered = torch.zeros(batch, n_centres, dtype=torch.long)
+        for rows, cols in ops._chunks(batch, n_centres, n_points, elements):
+            covered[rows, cols] += 1
+            block = (rows.stop - rows.start) * (cols.stop - cols.start) * n_points
+            assert block <= max(elements, n_points)  # one centre's row at least
+        assert torch.equal(covered, torch.ones_like(covered))
+
+
+def test_neighbour_search_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a budget of 4 rows, no distance block of the stride-1 case (S = N) holds more
+    than 4 x N elements: the dense versions built (B, S, N) at once."""
+    blocks: list[tuple[int, ...]] = []
+    plane_distances = ops._plane_distances
+
+    def spy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d2 = plane_distances(a, b)
+        blocks.append(tuple(d2.shape))
+        return d2
+
+    def dense(*args: object) -> torch.Tensor:
+        raise AssertionError("ball_query/knn must not build the dense (B, S, N) matrix")
+
+    monkeypatch.setattr(ops, "_plane_distances", spy)
+    monkeypatch.setattr(ops, "squared_distances", dense)
+    xyz = rand_points(2, 300, 3, seed=27)
+    budget = 4 * 300
+    ball_query(0.2, 16, xyz, xyz, chunk_elements=budget)
+    assert len(blocks) == 2 * 75 and all(shape == (1, 4, 300) for shape in blocks)
+    blocks.clear()
+    knn(3, xyz[:, :75], xyz, chunk_elements=budget // 4)  # the decoder's case: N / 4 coarse points
+    assert len(blocks) == 2 * 75 and all(shape == (1, 4, 75) for shape in blocks)
+    # The process-wide setting and the per-device defaults.
+    assert ops.neighbour_chunk_elements("cpu") == ops.CPU_CHUNK_ELEMENTS
+    assert ops.neighbour_chunk_elements("cuda") == ops.DEVICE_CHUNK_ELEMENTS
+    previous = ops.set_neighbour_chunk_elements(budget)
+    try:
+        assert ops.neighbour_chunk_elements("cpu") == ops.neighbour_chunk_elements("cuda") == budget
+        blocks.clear()
+        ball_query(0.2, 16, xyz, xyz)
+        knn(3, xyz, xyz)
+        assert len(blocks) == 2 * 2 * 75 and max(np.prod(shape) for shape in blocks) == budget
+    finally:
+        ops.set_neighbour_chunk_elements(previous)
+    assert ops.neighbour_chunk_elements("cpu") == ops.CPU_CHUNK_ELEMENTS
+    with pytest.raises(ValueError, match="chunk_elements"):
+        knn(3, xyz, xyz, chunk_elements=0)
+    with pytest.raises(ValueError, match="elements"):
+        ops.set_neighbour_chunk_elements(-1)
+
+
+def test_neighbour_ops_never_read_tensor_values_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bool()/item()/float()/int()/tolist() of a tensor inside the ops (on CUDA each would
+    make the host wait for the device), even with empty balls and K > N."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a tensor's value was read on the host")
+
+    xyz, centres = tie_cases()
+    for name in ("__bool__", "item", "__float__", "__int__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    idx = ball_query(0.3, 70, xyz, centres, chunk_elements=7 * 50)
+    knn(5, xyz, centres, chunk_elements=7 * 50)
+    farthest_point_sample(xyz, 10)
+    monkeypatch.undo()
+    assert torch.equal(idx, dense_ball_query_reference(0.3, 70, xyz, centres))
+
+
+def test_fps_on_the_cpu_never_takes_the_cuda_graph_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def graph(*args: object) -> None:
+        raise AssertionError("CUDA graph path taken on the CPU")
+
+    monkeypatch.setattr(ops, "_fps_on_graph", graph)
+    xyz = grid_points(2, 40, seed=28)
+    idx = farthest_point_sample(xyz, 40)
+    for b in range(2):
+        np.testing.assert_array_equal(idx[b].numpy(), fps_reference(xyz[b].numpy(), 40))
+
+
 def test_gather_points_layouts_and_gradient() -> None:
     features = torch.randn(2, 6, 4, requires_grad=True)  # (B, N, C)
     idx = torch.tensor([[[0, 5], [5, 5], [1, 2]], [[3, 3], [4, 0], [2, 1]]])  # (B, S, K)
@@ -155,3 +331,61 @@ def test_ops_on_cuda_match_the_cpu() -> None:
     assert torch.equal(farthest_point_sample(cuda, 64).cpu(), farthest_point_sample(xyz, 64))
     assert torch.equal(ball_query(0.2, 16, cuda, cuda[:, :64]).cpu(), ball_query(0.2, 16, xyz, xyz[:, :64]))
     assert torch.equal(knn(8, cuda, cuda[:, :64])[1].cpu(), knn(8, xyz, xyz[:, :64])[1])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False: FPS's CUDA graphs")
+def test_fps_cuda_graphs_match_the_eager_loop() -> None:
+    """Captured-graph FPS == eager FPS == CPU FPS, with ties (duplicates, equal distances), S not
+    a multiple of the captured steps, S = N, random starts, several dtypes, cached graphs reused."""
+    cases = [(grid_points(3, 64, seed=30), 64), (grid_points(2, 500, seed=31), 130),
+             (rand_points(2, 1000, 3, seed=32), 250), (rand_points(1, 2000, 3, seed=33, dtype=torch.float64), 500),
+             (rand_points(2, 1000, 3, seed=34, dtype=torch.float16), 65), (rand_points(2, 1000, 3, seed=35), 1)]
+    for xyz, n_samples in cases:
+        cuda = xyz.cuda()
+        fast = farthest_point_sample(cuda, n_samples)
+        again = farthest_point_sample(cuda, n_samples)  # the cached graph, buffers re-initialised
+        previous = ops.set_fps_cuda_graphs(False)
+        try:
+            eager = farthest_point_sample(cuda, n_samples)
+            eager_random = farthest_point_sample(cuda, n_samples, start="random",
+                                                 generator=torch.Generator("cuda").manual_seed(1))
+        finally:
+            ops.set_fps_cuda_graphs(previous)
+        fast_random = farthest_point_sample(cuda, n_samples, start="random",
+                                            generator=torch.Generator("cuda").manual_seed(1))
+        assert torch.equal(fast, eager) and torch.equal(again, eager)
+        assert torch.equal(fast_random, eager_random)
+        assert torch.equal(fast.cpu(), farthest_point_sample(xyz, n_samples))
+    with torch.inference_mode():  # graphs captured here are reused outside inference mode
+        first = farthest_point_sample(rand_points(2, 300, 3, seed=36).cuda(), 75)
+    assert torch.equal(farthest_point_sample(rand_points(2, 300, 3, seed=36).cuda(), 75), first)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False: CUDA neighbour ops")
+def test_neighbour_ops_on_cuda_are_chunked_exactly_and_never_synchronise() -> None:
+    xyz, centres = (t.cuda() for t in tie_cases())
+    for chunk_elements in CHUNKS:
+        assert torch.equal(ball_query(0.3, 70, xyz, centres, chunk_elements=chunk_elements),
+                           dense_ball_query_reference(0.3, 70, xyz, centres))
+        dist, idx = knn(5, xyz, centres, chunk_elements=chunk_elements)
+        ref_dist, ref_idx = dense_knn_reference(5, xyz, centres)
+        assert torch.equal(dist, ref_dist)
+        # CUDA's topk may order tied neighbours differently from run to run of its algorithms:
+        # same distances, and the indices at those distances.
+        d2 = squared_distances(xyz, centres)
+        assert torch.equal(d2.gather(-1, idx), d2.gather(-1, ref_idx))
+    big = rand_points(2, 6000, 3, seed=37).cuda()
+    farthest_point_sample(big, 1500)  # capture this shape's graph first: a capture synchronises
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        idx = ball_query(0.1, 32, big, big, chunk_elements=2**20)
+        dist, nn_idx = knn(3, big[:, :1500], big, chunk_elements=2**20)
+        picks = farthest_point_sample(big, 1500)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(idx.cpu(), ball_query(0.1, 32, big.cpu(), big.cpu()))
+    assert torch.equal(nn_idx.cpu(), knn(3, big[:, :1500].cpu(), big.cpu())[1])
+    assert torch.equal(picks.cpu(), farthest_point_sample(big.cpu(), 1500))
