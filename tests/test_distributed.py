@@ -261,3 +261,23 @@ def test_torchrun_with_two_processes_writes_a_loadable_checkpoint(toy_data, tmp_
                     log=io.StringIO())
     expected = torch.load(single, weights_only=False)["metadata"]["history"][0]["loss"]
     assert float(rows[0]["loss"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_cuda_ranks_get_sync_batch_norm_except_inside_edgeconv():
+    """On CUDA the plain BatchNorm layers become nn.SyncBatchNorm, but EdgeConv's ``bn`` (whose
+    statistics EdgeConv computes itself through ``sum_across_ranks``) stays a GlobalBatchNorm;
+    on the CPU every layer is a GlobalBatchNorm. Parameters and keys are unchanged."""
+    from picat.pretrain.distributed import GlobalBatchNorm, use_global_batch_norm
+
+    for device, plain_kind in ((torch.device("cuda"), nn.SyncBatchNorm), (torch.device("cpu"), GlobalBatchNorm)):
+        model = DGCNN(DGCNNConfig(k=4, emb_dims=16, local_centres=5))
+        before = {key: value.data_ptr() for key, value in model.state_dict().items()}
+        use_global_batch_norm(model, Ranks(rank=0, world_size=2), device)
+        assert {key: value.data_ptr() for key, value in model.state_dict().items()} == before
+        kinds = {name: type(module) for name, module in model.named_modules()
+                 if isinstance(module, nn.modules.batchnorm._BatchNorm)}
+        for name, kind in kinds.items():
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            expected = GlobalBatchNorm if getattr(parent, "owns_batch_statistics", False) else plain_kind
+            assert kind is expected, (device, name, kind)
+        assert GlobalBatchNorm in kinds.values() and plain_kind in kinds.values()  # both kinds are present

@@ -31,6 +31,11 @@ returns every stage's (xyz, features) for the decoder, and ``extra_channels`` ap
 further per-point inputs (colours) after the geometric ones. Both default to the
 classification encoder, so existing configs and checkpoints build identically.
 
+Farthest point sampling is the one sequential operation (one loop step per picked point,
+960 for N = 1024). When the clouds are fixed up to a rotation, as in pre-training, the picks
+can be computed once: :meth:`PointNeXtEncoder.sample_indices` returns them, and
+:meth:`PointNeXtEncoder.forward_features` takes them as ``samples`` instead of running FPS.
+
 The first linear map of a grouped MLP, W [dp, f_j] = W_p dp + W_f f_j, is evaluated with
 W_f applied to the N source points before they are gathered into S x K groups: the same
 parameters and outputs as the textbook order (up to float rounding), with S*K/N (16 for
@@ -253,9 +258,15 @@ class SetAbstraction(nn.Module):
         self.skip = nn.Linear(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, xyz: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, N, 3), (B, N, C) -> (B, N // stride, 3), (B, N // stride, C_out)."""
-        keep = farthest_point_sample(xyz, xyz.shape[1] // self.stride)  # (B, S)
+    def forward(self, xyz: Tensor, features: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, N, 3), (B, N, C) -> (B, N // stride, 3), (B, N // stride, C_out).
+
+        Args:
+            keep: (B, N // stride) long FPS indices into N computed beforehand (see
+                :meth:`PointNeXtEncoder.sample_indices`), or None to run FPS here.
+        """
+        if keep is None:
+            keep = farthest_point_sample(xyz, xyz.shape[1] // self.stride)  # (B, S)
         centres = gather_points(xyz, keep)  # (B, S, 3)
         idx = ball_query(self.radius, self.nsample, xyz, centres)  # (B, S, K)
         dp = gather_points(xyz, idx) - centres[:, :, None, :]
@@ -384,12 +395,64 @@ class PointNeXtEncoder(nn.Module):
             raise ValueError("this encoder takes no extra channels (config.extra_channels = 0), but extra was given")
         return xyz, torch.cat(parts, dim=-1)
 
-    def forward_stages(self, points: Tensor, extra: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+    def sample_sizes(self, n_points: int) -> tuple[int, ...]:
+        """Points kept by FPS in each set abstraction, finest first, for clouds of ``n_points``
+        (512, 256, 128, 64 for PointNeXt-S and N = 1024)."""
+        sizes = []
+        for stage in self.stages:
+            if isinstance(stage[0], SetAbstraction):
+                n_points //= stage[0].stride
+                sizes.append(n_points)
+        return tuple(sizes)
+
+    def sample_count(self, n_points: int) -> int:
+        """Columns of :meth:`sample_indices` for clouds of ``n_points`` (960 for PointNeXt-S, N = 1024)."""
+        return sum(self.sample_sizes(n_points))
+
+    @torch.no_grad()
+    def sample_indices(self, points: Tensor) -> Tensor:
+        """The farthest point samples that :meth:`forward_features` would pick, computed alone.
+
+        They depend on the xyz only, and on nothing but their distances, so they can be
+        computed once for a cloud that is later only rotated (up to float rounding in near-ties).
+
+        Args:
+            points: (B, N, 3 or more) clouds, xyz in the first 3 channels.
+
+        Returns:
+            (B, S_1 + ... + S_m) long: for each set abstraction i (sizes :meth:`sample_sizes`),
+            its S_i indices into the S_{i-1} points of the level before (S_0 = N), concatenated.
+        """
+        xyz = points[..., :3].contiguous()  # the same values as input_features' xyz
+        picked = []
+        for size in self.sample_sizes(xyz.shape[1]):
+            keep = farthest_point_sample(xyz, size)
+            picked.append(keep)
+            xyz = gather_points(xyz, keep)  # the next stage's points, as SetAbstraction's centres
+        return torch.cat(picked, dim=1) if picked else points.new_zeros((points.shape[0], 0), dtype=torch.long)
+
+    def _split_samples(self, samples: Tensor, points: Tensor) -> list[Tensor]:
+        """Validate a :meth:`sample_indices` tensor (any integer dtype) for ``points`` (B, N, C);
+        its per-stage long (B, S_i) parts."""
+        sizes = self.sample_sizes(points.shape[1])
+        expected = (points.shape[0], sum(sizes))
+        if not isinstance(samples, Tensor) or tuple(samples.shape) != expected:
+            shape = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
+            raise ValueError(f"samples must have shape {expected} (sample_indices of points {tuple(points.shape)}), "
+                             f"got {shape}")
+        if samples.is_floating_point() or samples.is_complex() or samples.dtype == torch.bool:
+            raise ValueError(f"samples must be integer indices, got {samples.dtype}")
+        return [part.long() for part in samples.split(sizes, dim=1)]
+
+    def forward_stages(self, points: Tensor, extra: Tensor | None = None,
+                       samples: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
         """Output of every down-sampling stage (the group-all stage, if any, excluded).
 
         Args:
             points: (B, N, 3 or 6) as :meth:`input_features`; N >= ``config.min_points``.
             extra: (B, N, extra_channels) or None, as :meth:`input_features`.
+            samples: (B, S) integer FPS indices from :meth:`sample_indices` (of these clouds,
+                or of the same clouds before a rotation), or None to run FPS.
 
         Returns:
             One (xyz (B, N_i, 3), features (B, N_i, channels[i])) pair per stage, finest first:
@@ -397,20 +460,26 @@ class PointNeXtEncoder(nn.Module):
             previous level's.
         """
         xyz, features = self.input_features(points, extra)
+        keeps = iter(self._split_samples(samples, points)) if samples is not None else None
         pyramid = self.stages[:-1] if self.config.group_all else self.stages
         levels = []
         for stage in pyramid:
             for block in stage:
-                xyz, features = block(xyz, features)
+                if keeps is not None and isinstance(block, SetAbstraction):
+                    xyz, features = block(xyz, features, next(keeps))
+                else:
+                    xyz, features = block(xyz, features)
             levels.append((xyz, features))
         return levels
 
-    def forward_features(self, points: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward_features(self, points: Tensor, extra: Tensor | None = None,
+                         samples: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Global and local features.
 
         Args:
             points: (B, N, 3), or (B, N, 6) with normals; N >= ``config.min_points``.
             extra: (B, N, extra_channels) when ``config.extra_channels > 0``, else None.
+            samples: (B, S) integer FPS indices from :meth:`sample_indices`, or None to run FPS.
 
         Returns:
             global: (B, global_dim), the max over the local features.
@@ -420,7 +489,7 @@ class PointNeXtEncoder(nn.Module):
             Without a group-all stage (``config.group_all=False``) the local features are the
             last stage's output.
         """
-        xyz, features = self.forward_stages(points, extra)[-1]
+        xyz, features = self.forward_stages(points, extra, samples)[-1]
         local = self.stages[-1][0](xyz, features) if self.config.group_all else features  # (B, L, D)
         return local.max(dim=1).values, local.transpose(1, 2), xyz
 

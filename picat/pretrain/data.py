@@ -8,6 +8,7 @@ resumed from a checkpoint sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,6 +32,10 @@ class ShardObjects(Dataset):
             to return the rendered image itself (for encoding on the fly).
         n_points: points per cloud (the first n of the shard's random surface samples).
         normals: return xyz + normals (6 channels) instead of xyz.
+
+    Attributes:
+        samples: None, or (n_objects, S) int16/int32 farthest point samples of every object's
+            cloud, handed out with each item (see :meth:`with_samples`).
     """
 
     def __init__(self, shards: Sequence[Path], features: Sequence[Path] | None, n_points: int,
@@ -56,6 +61,7 @@ class ShardObjects(Dataset):
             counts.append(count)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).tolist()
         self._handles: dict[Path, h5py.File] = {}
+        self.samples: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.offsets[-1]
@@ -64,6 +70,37 @@ class ShardObjects(Dataset):
         if path not in self._handles:
             self._handles[path] = h5py.File(path, "r")
         return self._handles[path]
+
+    def clouds(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Every object's cloud (xyz only, as :meth:`__getitem__` reads it), in index order.
+
+        Yields:
+            (b, n_points, 3) float32 arrays of up to ``batch_size`` consecutive objects (a
+            batch does not cross a shard).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        for path, first, end in zip(self.shards, self.offsets[:-1], self.offsets[1:], strict=True):
+            with open_shard(path) as shard:
+                for start in range(0, end - first, batch_size):
+                    rows = shard["points"][start:min(start + batch_size, end - first), : self.n_points]
+                    yield np.ascontiguousarray(rows, dtype=np.float32)
+
+    def with_samples(self, samples: np.ndarray | None) -> ShardObjects:
+        """A copy of this dataset whose items also carry ``samples`` (this one is unchanged).
+
+        Args:
+            samples: (len(self), S) integer array, row i for object i (e.g. farthest point
+                samples, :func:`picat.pretrain.samples.object_samples`), or None for none.
+        """
+        if samples is not None and (samples.ndim != 2 or samples.shape[0] != len(self)
+                                    or not np.issubdtype(samples.dtype, np.integer)):
+            raise ValueError(f"samples must be an integer array with one row per object ({len(self)}), "
+                             f"got {samples.dtype} {samples.shape}")
+        other = copy.copy(self)
+        other._handles = {}  # its own file handles
+        other.samples = samples
+        return other
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, row in that shard) of a global object index."""
@@ -77,7 +114,8 @@ class ShardObjects(Dataset):
 
         Returns:
             points (N, 3 or 6) float32, view (4, 4) and proj (4, 4) float32, and either
-            image (H, W, 3) uint8 or image_local (C, g, g) and image_global (C,) float32.
+            image (H, W, 3) uint8 or image_local (C, g, g) and image_global (C,) float32;
+            with :attr:`samples` set, also samples (S,) int16/int32, the object's row.
         """
         index, view = item
         shard_number, row = self.locate(index)
@@ -96,6 +134,8 @@ class ShardObjects(Dataset):
             cache = self._file(self.features[shard_number])
             sample["image_local"] = torch.from_numpy(cache["local"][row, view].astype(np.float32))
             sample["image_global"] = torch.from_numpy(cache["global"][row, view].astype(np.float32))
+        if self.samples is not None:
+            sample["samples"] = torch.from_numpy(self.samples[index].copy())  # a copy: not a view of the whole array
         return sample
 
     def __getstate__(self) -> dict:

@@ -172,7 +172,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         shape = [1, -1] + [1] * (input.dim() - 2)
         local = torch.cat([input.sum(dims), input.new_full((1,), input.numel() / input.shape[1])])
         totals = self.ranks.sum_with_grad(local)
-        count = float(totals[-1].detach())
+        count = totals[-1].detach()  # stays on the device: reading it would stall a GPU every layer
         mean = totals[:-1] / count
         centred = input - mean.view(shape)
         var = self.ranks.sum_with_grad(centred.square().sum(dims)) / count
@@ -184,24 +184,45 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.num_batches_tracked.add_(1)
                 momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
-                unbiased = var.detach() * (count / max(count - 1.0, 1.0))
+                unbiased = var.detach() * (count / (count - 1.0).clamp_min(1.0))
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
         return out
 
 
-def use_global_batch_norm(module: nn.Module, ranks: Ranks) -> nn.Module:
-    """Replace (in place) every plain BatchNorm1d/2d/3d inside ``module`` by :class:`GlobalBatchNorm`.
+def use_global_batch_norm(module: nn.Module, ranks: Ranks, device: torch.device | None = None) -> nn.Module:
+    """Replace (in place) every plain BatchNorm1d/2d/3d inside ``module`` by a global-batch one.
 
-    A no-op for a single process. Returns ``module``.
+    On CUDA the layers become ``nn.SyncBatchNorm`` (NCCL's fused kernels), on the CPU
+    :class:`GlobalBatchNorm` (SyncBatchNorm runs on CUDA only). A layer whose parent computes
+    the statistics itself from the layer's parameters (a parent with
+    ``owns_batch_statistics = True``, e.g. DGCNN's EdgeConv, which never calls the layer but
+    sums through its :meth:`GlobalBatchNorm.sum_across_ranks`) is always a
+    :class:`GlobalBatchNorm`. Parameters and buffers are the replaced layer's own, so
+    state_dict keys are unchanged. A no-op for a single process. Returns ``module``.
     """
     if not ranks.distributed:
         return module
     plain = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    use_sync = device is not None and device.type == "cuda"
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) in plain:
+            if type(child) not in plain:
+                continue
+            if use_sync and not getattr(parent, "owns_batch_statistics", False):
+                setattr(parent, name, _sync_batch_norm(child))
+            else:
                 setattr(parent, name, GlobalBatchNorm(child, ranks))
     return module
+
+
+def _sync_batch_norm(layer: nn.modules.batchnorm._BatchNorm) -> nn.SyncBatchNorm:
+    """``layer`` as an ``nn.SyncBatchNorm`` holding the same parameters and buffers."""
+    synced = nn.SyncBatchNorm(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
+    synced.weight, synced.bias = layer.weight, layer.bias
+    synced.running_mean, synced.running_var = layer.running_mean, layer.running_var
+    synced.num_batches_tracked = layer.num_batches_tracked
+    synced.train(layer.training)
+    return synced
 
 
 def ranks_from_env() -> Ranks:

@@ -46,6 +46,7 @@ from picat.pretrain.data import EpochSampler, ShardObjects
 from picat.pretrain.distributed import SINGLE, GlobalBatchSlices, Ranks, rank_slice, use_global_batch_norm
 from picat.pretrain.losses import global_infonce, global_infonce_terms, local_infonce, local_infonce_terms
 from picat.pretrain.model import PicAtPoint
+from picat.pretrain.samples import with_object_samples
 from picat.pretrain.tensorboard import open_tensorboard
 
 RESUME_FILE = "resume.pt"
@@ -109,7 +110,8 @@ def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, sett
         image_local, image_global = batch["image_local"], batch["image_global"]
     points, view = rotate_with_cameras(batch["points"], batch["view"], rotation)
     with autocast(points.device, settings.amp):
-        out = model(points, view, image_local, image_global)
+        out = model(points, view, image_local, image_global,
+                    **({"samples": batch["samples"]} if "samples" in batch else {}))
     # The losses in float32 from the (possibly bf16) embeddings: with tau = 0.1, bf16's
     # 8-bit mantissa would put an error of ~0.04 into every logit.
     out = {key: value.to(torch.promote_types(value.dtype, torch.float32)) for key, value in out.items()}
@@ -195,7 +197,7 @@ def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Mo
 def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run_dir: Path,
           image_encoder: nn.Module | None = None, device: torch.device | None = None,
           stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
-          ranks: Ranks = SINGLE, check_every: int = 50) -> list[dict[str, float]]:
+          ranks: Ranks = SINGLE, check_every: int = 50, cache_samples: bool = True) -> list[dict[str, float]]:
     """Train ``model`` for ``settings.epochs``, checkpointing every epoch into ``run_dir``.
 
     Args:
@@ -204,6 +206,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         ranks: this process's place in a data-parallel run (the process group must be
             initialised, see :func:`picat.pretrain.distributed.init_distributed`);
             ``settings.batch_size`` is the global batch and must divide by the world size.
+        cache_samples: compute the backbone's farthest point samples of every object once,
+            before the first epoch, instead of in every step (:mod:`picat.pretrain.samples`).
         check_every: read the loss on the host (non-finite check, progress bar, TensorBoard's
             step curve) every this many steps and at the end of each epoch; in between a step
             never waits for the device.
@@ -243,6 +247,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
         print(f"[pretrain] resuming from {resume_path} after epoch {start_epoch}", file=log, flush=True)
+    if cache_samples:  # FPS once per object, not in every step: the steps only rotate the clouds
+        dataset = with_object_samples(dataset, model.backbone, device, log=log)
     # Every rank loaded the same state; wrap only now so DDP's start-up broadcast is a no-op.
     net = data_parallel(model, ranks, device)
     sampler = EpochSampler(len(dataset), dataset.n_views, settings.seed)

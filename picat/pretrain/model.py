@@ -39,6 +39,9 @@ class PicAtPoint(nn.Module):
     Args:
         backbone: a point backbone with ``forward_features(points) -> (global (B, Dg),
             local (B, Dl, L), centres (B, L, 3))`` and attributes ``global_dim``, ``local_dim``.
+            Backbones that pick points by farthest point sampling (PointNeXt, DGCNN with local
+            centres) also take precomputed picks, ``forward_features(points, samples=...)``
+            (see :mod:`picat.pretrain.samples`).
         image_dim: channels C of the frozen image features (local map and global vector).
         variant: which heads exist (see :class:`VariantSettings`).
         latent_dim: d, the shared latent dimension (512 in the paper).
@@ -68,19 +71,26 @@ class PicAtPoint(nn.Module):
         image = {id(p) for p in self.image_parameters()}
         return [p for p in self.parameters() if id(p) not in image]
 
-    def forward(self, points: Tensor, view: Tensor, image_local: Tensor, image_global: Tensor) -> dict[str, Tensor]:
+    def forward(self, points: Tensor, view: Tensor, image_local: Tensor, image_global: Tensor,
+                samples: Tensor | None = None) -> dict[str, Tensor]:
         """Embed one batch.
 
         Args:
             points: (B, N, 3 or 6) clouds (already augmented). view: (B, 4, 4) M_view of
                 each object's view (moved along with the augmentation).
             image_local: (B, C, g, g) frozen image feature maps. image_global: (B, C).
+            samples: (B, S) integer farthest point samples of the clouds (the backbone's
+                ``sample_indices``, possibly of the clouds before their rotation), or None to
+                let the backbone run FPS.
 
         Returns:
             z_global, q_global (B, d) when the global loss is on; z_local (B, L, d),
             q_local (B, g*g, d) (row-major cells) and centres (B, L, 3) when the local loss is on.
         """
-        global_features, local_features, centres = self.backbone.forward_features(points)
+        if samples is None:  # the backbone's own FPS; backbones without FPS need not know the keyword
+            global_features, local_features, centres = self.backbone.forward_features(points)
+        else:
+            global_features, local_features, centres = self.backbone.forward_features(points, samples=samples)
         out: dict[str, Tensor] = {}
         if self.settings.global_loss:
             out["z_global"] = self.point_global(global_features)
