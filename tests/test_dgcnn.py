@@ -248,6 +248,7 @@ def test_edge_channels_list_becomes_tuple() -> None:
     assert DGCNNConfig(edge_channels=[8, 16]).edge_channels == (8, 16)  # type: ignore[arg-type]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
 def test_cuda_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     # TF32 convolutions (cuDNN's default) would give the textbook model ~1e-3 errors.

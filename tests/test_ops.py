@@ -323,6 +323,7 @@ def test_ops_reject_bad_input() -> None:
         gather_points(xyz[0], torch.zeros(2, 3, dtype=torch.long))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="torch.cuda.is_available() is False: CPU/CUDA agreement not checked here")
 def test_ops_on_cuda_match_the_cpu() -> None:

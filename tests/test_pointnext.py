@@ -174,6 +174,7 @@ def test_config_rejects_bad_values(kwargs: dict, match: str) -> None:
         PointNeXtConfig(**kwargs)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="torch.cuda.is_available() is False: CPU/CUDA agreement not checked here")
 def test_encoder_on_cuda_matches_the_cpu() -> None:

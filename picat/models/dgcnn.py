@@ -91,8 +91,12 @@ def _knn(features: Tensor, k: int) -> Tensor:
     # Ranking row i by -|x_i - x_j|^2 = 2 x_i.x_j - |x_j|^2 - |x_i|^2: the last term is constant
     # along the row, so it is dropped, and the rest is one fused baddbmm (about half the time
     # of the official three-pass formula on a CPU).
-    sq_norms = features.square().sum(-1)  # (B, N)
-    scores = torch.baddbmm(sq_norms.unsqueeze(1), features, features.transpose(1, 2), beta=-1, alpha=2)
+    # In at least float32, also under bf16 autocast: the expansion cancels, and bf16's 8-bit
+    # mantissa would reorder the neighbours of every point.
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        features = features.to(torch.promote_types(features.dtype, torch.float32))
+        sq_norms = features.square().sum(-1)  # (B, N)
+        scores = torch.baddbmm(sq_norms.unsqueeze(1), features, features.transpose(1, 2), beta=-1, alpha=2)
     return scores.topk(k, dim=-1)[1]
 
 
@@ -125,6 +129,11 @@ class EdgeConv(nn.Module):
     ``[x_j - x_i, x_i]`` and ``bn`` = BatchNorm2d(O), so its state_dict is interchangeable with
     a textbook ``Conv2d -> BatchNorm2d -> LeakyReLU -> max`` layer using those names.
     """
+
+    # ``bn`` is never called: its statistics are computed here (from its parameters, summed
+    # over data-parallel ranks through ``bn.sum_across_ranks``), so it must stay a
+    # GlobalBatchNorm under DDP (picat.pretrain.distributed.use_global_batch_norm).
+    owns_batch_statistics = True
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -162,14 +171,24 @@ class EdgeConv(nn.Module):
             # Under data-parallel training the BatchNorm layer may carry a differentiable sum
             # over processes (picat.pretrain.distributed.GlobalBatchNorm): the statistics are
             # then those of the global batch, as one process would compute them.
-            total = getattr(bn, "sum_across_ranks", None) or (lambda tensor: tensor)
+            across_ranks = getattr(bn, "sum_across_ranks", None)
+            total = across_ranks or (lambda tensor: tensor)
             out_channels = self.out_channels
+            # Statistics in at least float32: under bf16 autocast the linear maps above come out
+            # in bf16, whose 8-bit mantissa would spoil the means and variances.
+            a, b = a.to(torch.promote_types(a.dtype, torch.float32)), b.to(torch.promote_types(b.dtype, torch.float32))
             # Edge mean of h_ij = a_j + b_i: a_m counts once per edge that points at m (its
             # in-degree), b_i k times (once per edge leaving i).
             in_degree = torch.bincount(rows.view(-1), minlength=batch * n_points).to(a.dtype)
-            # Counts in float64: exact far beyond float32's 2**24 (and half precision's 65504).
-            counts = total(torch.tensor([batch * n_points * k, batch * n_points], dtype=torch.float64, device=a.device))
-            n_edges, n_rows = float(counts[0]), float(counts[1])
+            n_edges: float | Tensor = float(batch * n_points * k)
+            n_rows: float | Tensor = float(batch * n_points)
+            if across_ranks is not None:
+                # The global batch's counts, summed on the device in float64 (exact far beyond
+                # float32's 2**24) and kept there: reading them would stall a GPU every layer.
+                counts = torch.full((2,), n_rows, dtype=torch.float64, device=a.device)
+                counts[0] *= k
+                counts = total(counts)
+                n_edges, n_rows = counts[0], counts[1]
             sums = total(torch.cat([in_degree @ a, b.sum(0)]))
             mean_a, mean_b = sums[:out_channels] / n_edges, sums[out_channels:] / n_rows
             a = a - mean_a  # centring first keeps the variance free of cancellation
@@ -179,7 +198,6 @@ class EdgeConv(nn.Module):
             # E[(a_j + b_i)^2] = E[a_j^2] + 2 E[a_j b_i] + E[b_i^2] over the edges.
             squares = total(torch.cat([(in_degree @ a.square()) + 2 * (b * neighbour_sums).sum(0), b.square().sum(0)]))
             var = squares[:out_channels] / n_edges + squares[out_channels:] / n_rows
-            n_edges = int(n_edges)
             var = var.clamp_min(0)  # rounding can dip below 0 for a constant channel
             if self.training and bn.track_running_stats:
                 self._update_running_stats(mean_a + mean_b, var, n_edges)
@@ -206,12 +224,15 @@ class EdgeConv(nn.Module):
         return out.view(batch, n_points, self.out_channels)
 
     @torch.no_grad()
-    def _update_running_stats(self, mean: Tensor, var: Tensor, n_edges: int) -> None:
+    def _update_running_stats(self, mean: Tensor, var: Tensor, n_edges: float | Tensor) -> None:
         """Update the running statistics exactly as BatchNorm2d does in train mode."""
         bn = self.bn
         bn.num_batches_tracked.add_(1)
         momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-        unbiased = var * (n_edges / max(n_edges - 1, 1))
+        if isinstance(n_edges, Tensor):
+            unbiased = var * (n_edges / (n_edges - 1).clamp_min(1))
+        else:
+            unbiased = var * (n_edges / max(n_edges - 1, 1))
         bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), momentum)
         bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), momentum)
 

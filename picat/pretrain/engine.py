@@ -35,7 +35,6 @@ from picat.accelerator import (
     autocast,
     float32_losses,
     loader_options,
-    precision_label,
     prepare_device,
     to_device,
 )
@@ -190,7 +189,7 @@ def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Mo
     """
     if not ranks.distributed:
         return model
-    use_global_batch_norm(model, ranks)
+    use_global_batch_norm(model, ranks, device)
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
