@@ -20,6 +20,10 @@ from picat.manifests import CorpusError
 from picat.meshes import MeshError
 from picat.shards import ShardError
 
+# picat.accelerator.AMP_MODES, spelled out here so that `picat --help` does not import torch
+# (tests/test_precision_loops.py checks that the two agree).
+AMP_CHOICES = ("fp32", "bf16", "auto")
+
 # Errors a user can act on: printed as one line, without a traceback.
 USER_ERRORS = (ConfigError, CorpusError, DatasetError, MeshError, ShardError, FileNotFoundError, RuntimeError,
                ValueError)
@@ -160,7 +164,7 @@ def _cmd_svm(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_svm(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
-            device=args.device, **_backbone_source(args))
+            device=args.device, amp=args.amp, n_jobs=args.threads, **_backbone_source(args))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
@@ -170,7 +174,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_finetune(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
-                 device=args.device, **_backbone_source(args))
+                 device=args.device, amp=args.amp, **_backbone_source(args))
 
 
 def _cmd_seg_standins(args: argparse.Namespace) -> None:
@@ -192,7 +196,7 @@ def _cmd_partseg(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_partseg(args.dataset, args.settings, Path(args.out), args.suite, args.seed, device=args.device,
-                **_backbone_source(args))
+                amp=args.amp, **_backbone_source(args))
 
 
 def _cmd_semseg(args: argparse.Namespace) -> None:
@@ -202,7 +206,7 @@ def _cmd_semseg(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_semseg(Path(args.rooms), args.settings, Path(args.out), args.suite, args.seed, device=args.device,
-               **_backbone_source(args))
+               amp=args.amp, **_backbone_source(args))
 
 
 def _cmd_figure4(args: argparse.Namespace) -> None:
@@ -230,7 +234,8 @@ def _cmd_check_config(args: argparse.Namespace) -> None:
 
 
 def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: str) -> None:
-    """The arguments every downstream run shares: settings, backbone source, seed, suite, output, device."""
+    """The arguments every downstream run shares: settings, backbone source, seed, suite, output, device,
+    precision and threads (the linear SVM's C search runs in as many processes)."""
     command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
     command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
     command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
@@ -238,6 +243,8 @@ def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: st
     command.add_argument("--suite", required=True, choices=["demo", "paper"])
     command.add_argument("--out", required=True, help=out_help)
     command.add_argument("--device", default="auto")
+    command.add_argument("--amp", choices=AMP_CHOICES, default="fp32",
+                         help="forward passes in bf16 autocast, fp32, or auto (bf16 on CUDA, fp32 elsewhere)")
     command.add_argument("--threads", type=int, default=2)
 
 

@@ -167,10 +167,10 @@ def test_different_seed_gives_different_svm_records(datasets, tmp_path, monkeypa
 
     fitted = []
 
-    def spy(train_x, train_y, test_x, test_y, settings, seed=0):
+    def spy(train_x, train_y, test_x, test_y, settings, seed=0, **options):
         fitted.append({"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
                        "settings": settings, "seed": seed})
-        return fit_and_score(train_x, train_y, test_x, test_y, settings, seed)
+        return fit_and_score(train_x, train_y, test_x, test_y, settings, seed, **options)
 
     monkeypatch.setattr(stage, "fit_and_score", spy)
     settings = {"n_points": 64, "c_grid": [0.01, 1.0], "folds": 2}

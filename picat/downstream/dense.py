@@ -3,6 +3,11 @@ cosine learning-rate schedule, optional gradient clipping, one summary line per 
 
 The protocols differ only in how they draw a batch (shapes with a category, or room crops
 with colours), so they hand this loop a function that yields batches for an epoch.
+
+Device use follows :mod:`picat.accelerator`: the forward pass under the ``amp`` precision
+(bf16 autocast or float32), the loss in float32 from float32 logits, non-blocking copies
+(from pinned memory on CUDA), and no host read of a device value inside an epoch except
+the non-finite-loss check every ``check_every`` steps.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import TextIO
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
+
+from picat.accelerator import DeviceSums, FiniteLossGuard, autocast, float32_losses, prepare_device, to_device
 
 # One batch: the model's inputs (each (B, N, ...) or (B,)) and the (B, N) int64 labels.
 Batch = tuple[tuple[Tensor, ...], Tensor]
@@ -29,10 +36,23 @@ def checked_logits(model: nn.Module, inputs: Sequence[Tensor], n_classes: int, w
     return logits
 
 
+def host_to_device(tensors: Sequence[Tensor], device: torch.device) -> tuple[Tensor, ...]:
+    """Non-blocking copies of host tensors to ``device``, staged in pinned memory for CUDA
+    (so the copy overlaps the device's work); on the CPU the tensors themselves."""
+    if device.type == "cuda":
+        tensors = [tensor.pin_memory() for tensor in tensors]
+    return to_device(tensors, device)
+
+
+def as_float32(logits: Tensor) -> Tensor:
+    """Autocast (bf16) logits promoted to float32; float32 and float64 logits unchanged."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | Iterable[Batch]], n_batches: int,
                 optimizer: torch.optim.Optimizer, *, epochs: int, min_lr: float, label_smoothing: float,
                 grad_clip: float, n_classes: int, name: str, device: torch.device,
-                log: TextIO) -> list[dict[str, float]]:
+                log: TextIO, amp: str = "fp32", check_every: int = 50) -> list[dict[str, float]]:
     """Train ``model`` in place for ``epochs`` epochs.
 
     Args:
@@ -41,34 +61,50 @@ def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | I
         n_batches: batches per epoch (for the progress bar).
         grad_clip: max gradient norm; 0 disables clipping.
         name: the protocol's log prefix, e.g. "partseg".
+        amp: the forward pass's precision, "fp32", "bf16" or "auto" (:func:`picat.accelerator.resolve_amp`).
+        check_every: look for a non-finite loss every this many steps and at the end of each
+            epoch (the only host reads of device values within an epoch).
 
     Returns:
         one row per epoch: {"epoch", "train_loss" (mean over batches' samples), "train_accuracy"
         (percent of points, argmax over all classes), "lr", "seconds"}.
+
+    Raises:
+        FloatingPointError: on a NaN or infinite loss, naming the epoch and step.
     """
+    prepare_device(device)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=min_lr)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     model.to(device)
     history: list[dict[str, float]] = []
     for epoch in range(epochs):
         model.train()
-        started, loss_sum, correct, seen, samples = time.time(), 0.0, 0, 0, 0
+        started, seen, samples = time.time(), 0, 0
+        sums = DeviceSums(("loss", "correct"), device)  # loss x batch size, correctly labelled points
+        guard = FiniteLossGuard(device, check_every, lambda step, epoch=epoch: FloatingPointError(
+            f"non-finite {name} loss at epoch {epoch + 1}, step {step}; lower the learning rate"))
         for inputs, labels in tqdm(epoch_batches(epoch), total=n_batches, desc=f"[{name}] epoch {epoch + 1}/{epochs}",
                                    unit="batch", file=log, mininterval=30.0):
-            inputs, labels = tuple(x.to(device) for x in inputs), labels.to(device)
-            logits = checked_logits(model, inputs, n_classes, f"{name} model")
-            loss = criterion(logits.reshape(-1, n_classes), labels.reshape(-1))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite {name} loss at epoch {epoch + 1}; lower the learning rate")
+            *inputs, labels = host_to_device((*inputs, labels), device)
+            with autocast(device, amp):
+                logits = checked_logits(model, inputs, n_classes, f"{name} model")
+            logits = as_float32(logits)
+            with float32_losses(device):
+                loss = criterion(logits.reshape(-1, n_classes), labels.reshape(-1))
+            guard.observe(loss)  # raises, every check_every steps, on an earlier non-finite loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(labels)
+            # float64 on the device, as the host's Python floats summed before.
+            sums.add({"loss": loss.detach().double() * len(labels),
+                      "correct": (logits.detach().argmax(dim=-1) == labels).sum()})
             samples += len(labels)
-            correct += int((logits.detach().argmax(dim=-1) == labels).sum())
             seen += labels.numel()
+        guard.check()
+        totals = sums.values()
+        loss_sum, correct = totals["loss"], totals["correct"]
         row = {"epoch": epoch + 1, "train_loss": loss_sum / samples, "train_accuracy": 100.0 * correct / seen,
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
         scheduler.step()

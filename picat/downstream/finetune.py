@@ -6,6 +6,10 @@ gradient clipping at 10, 1024 points, augmentation by random scaling and rotatio
 up axis after centring and normalising. Unlike PointNeXt's code, the checkpoint reported is
 never chosen on the test split: it is the last epoch, or (``selection: val``) the epoch with
 the best accuracy on a validation split carved, stratified and seeded, from the training set.
+
+Device use follows :mod:`picat.accelerator` as the segmentation loop does
+(:mod:`picat.downstream.dense`): forward passes under ``amp``, the loss in float32, and no
+host read of a device value within an epoch but the non-finite check every ``check_every`` steps.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from picat.accelerator import DeviceSums, FiniteLossGuard, autocast, float32_losses, prepare_device
+from picat.downstream.dense import as_float32, host_to_device
 from picat.downstream.settings import settings_from_block
 from picat.models.pointnext import PointNeXtClassifier
 from picat.pretrain.correspondence import rotations_about_up
@@ -86,14 +92,18 @@ def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 @torch.no_grad()
 def evaluate(model: nn.Module, points: np.ndarray, labels: np.ndarray, settings: FinetuneSettings,
-             device: torch.device) -> dict[str, float]:
-    """Overall and mean per-class accuracy (percent) on the first ``n_points`` of each cloud."""
+             device: torch.device, amp: str = "fp32") -> dict[str, float]:
+    """Overall and mean per-class accuracy (percent) on the first ``n_points`` of each cloud
+    (forward passes under ``amp``, the argmax of float32 logits, one host read at the end)."""
     model.eval()
     predictions = []
     for start in range(0, len(points), settings.batch_size):
-        batch = torch.from_numpy(points[start:start + settings.batch_size, :settings.n_points]).to(device)
-        predictions.append(model(batch).argmax(dim=1).cpu().numpy())
-    predicted = np.concatenate(predictions)
+        batch = host_to_device((torch.from_numpy(points[start:start + settings.batch_size, :settings.n_points]),),
+                               device)[0]
+        with autocast(device, amp):
+            logits = model(batch)
+        predictions.append(as_float32(logits).argmax(dim=1))
+    predicted = torch.cat(predictions).cpu().numpy()
     per_class = [float((predicted[labels == c] == c).mean()) for c in np.unique(labels)]
     return {"overall_accuracy": 100.0 * float((predicted == labels).mean()),
             "mean_class_accuracy": 100.0 * float(np.mean(per_class))}
@@ -101,18 +111,25 @@ def evaluate(model: nn.Module, points: np.ndarray, labels: np.ndarray, settings:
 
 def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels: np.ndarray, test_points: np.ndarray,
              test_labels: np.ndarray, settings: FinetuneSettings, seed: int, up_axis: str = "y",
-             device: torch.device | None = None, log: TextIO = sys.stderr) -> dict[str, Any]:
+             device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
+             check_every: int = 50) -> dict[str, Any]:
     """Fine-tune ``model`` and evaluate the selected epoch on the test split once.
 
     Args:
         train_points, test_points: (n, N, 3) clouds (normalised here), N >= ``n_points``.
         train_labels, test_labels: (n,) int64.
+        amp: the forward passes' precision, "fp32", "bf16" or "auto" (:func:`picat.accelerator.resolve_amp`).
+        check_every: look for a non-finite loss every this many steps and at the end of each epoch.
 
     Returns:
         {"test": {"overall_accuracy", "mean_class_accuracy"}, "selected_epoch", "history": [...],
          "settings": {...}, "n_train", "n_val", "n_test"}.
+
+    Raises:
+        FloatingPointError: on a NaN or infinite training loss, naming the epoch and step.
     """
     device = device or torch.device("cpu")
+    prepare_device(device)
     if train_points.shape[1] < settings.n_points:
         raise ValueError(f"the training clouds have {train_points.shape[1]} points, "
                          f"fewer than n_points={settings.n_points}")
@@ -134,7 +151,10 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
     n_total = train_points.shape[1]
     for epoch in range(settings.epochs):
         model.train()
-        started, loss_sum, correct, seen = time.time(), 0.0, 0, 0
+        started, seen = time.time(), 0
+        sums = DeviceSums(("loss", "correct"), device)  # loss x batch size, correctly labelled clouds
+        guard = FiniteLossGuard(device, check_every, lambda step, epoch=epoch: FloatingPointError(
+            f"non-finite fine-tuning loss at epoch {epoch + 1}, step {step}; lower the learning rate"))
         order = torch.randperm(len(train_points), generator=generator).numpy()
         batches = [order[i:i + settings.batch_size]
                    for i in range(0, len(order) - settings.batch_size + 1, settings.batch_size)]
@@ -142,24 +162,31 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
                           mininterval=30.0):
             # A fresh random subset of points per cloud and epoch, as PointNeXt samples them.
             subset = torch.randperm(n_total, generator=generator)[:settings.n_points].numpy()
-            points = augment(torch.from_numpy(train_points[index][:, subset]), settings, up_axis, generator).to(device)
-            labels = torch.from_numpy(train_labels[index]).to(device)
-            logits = model(points)
-            loss = criterion(logits, labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite fine-tuning loss at epoch {epoch + 1}; lower the learning rate")
+            points, labels = host_to_device((augment(torch.from_numpy(train_points[index][:, subset]), settings,
+                                                     up_axis, generator), torch.from_numpy(train_labels[index])),
+                                            device)
+            with autocast(device, amp):
+                logits = model(points)
+            logits = as_float32(logits)
+            with float32_losses(device):
+                loss = criterion(logits, labels)
+            guard.observe(loss)  # raises, every check_every steps, on an earlier non-finite loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(index)
-            correct += int((logits.argmax(dim=1) == labels).sum())
+            # float64 on the device, as the host's Python floats summed before.
+            sums.add({"loss": loss.detach().double() * len(index),
+                      "correct": (logits.detach().argmax(dim=1) == labels).sum()})
             seen += len(index)
+        guard.check()
+        totals = sums.values()
+        loss_sum, correct = totals["loss"], totals["correct"]
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen,
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
         scheduler.step()
         if val_points is not None:
-            row["val_accuracy"] = evaluate(model, val_points, val_labels, settings, device)["overall_accuracy"]
+            row["val_accuracy"] = evaluate(model, val_points, val_labels, settings, device, amp)["overall_accuracy"]
             if row["val_accuracy"] > best_val:
                 best_val, selected_epoch, best_state = row["val_accuracy"], epoch + 1, copy.deepcopy(model.state_dict())
         history.append(row)
@@ -169,7 +196,7 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
               f"{extra} ({row['seconds']:.1f} s)", file=log, flush=True)
     if best_state is not None:
         model.load_state_dict(best_state)
-    test = evaluate(model, test_points, test_labels, settings, device)
+    test = evaluate(model, test_points, test_labels, settings, device, amp)
     print(f"[finetune] test overall accuracy {test['overall_accuracy']:.2f}% (epoch {selected_epoch}, "
           f"selected by {settings.selection})", file=log, flush=True)
     return {"test": test, "selected_epoch": selected_epoch, "history": history, "settings": asdict(settings),

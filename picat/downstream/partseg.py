@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from picat.accelerator import autocast, prepare_device
 from picat.datasets.shapenetpart import CATEGORY_PARTS, PartSegmentationSet
 from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.seg_metrics import part_segmentation_scores, restrict_to_parts
@@ -158,9 +159,12 @@ def _optimizer(model: nn.Module, settings: PartSegSettings) -> torch.optim.Optim
 
 
 def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings: PartSegSettings, seed: int,
-                         device: torch.device | None = None, log: TextIO = sys.stderr) -> list[dict[str, float]]:
+                         device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
+                         check_every: int = 50) -> list[dict[str, float]]:
     """Train ``model`` in place for ``settings.epochs`` epochs; each epoch every shape (whole
     batches only) is seen once with a fresh sample of ``n_points`` points.
+
+    ``amp`` and ``check_every``: see :func:`picat.downstream.dense.train_dense`.
 
     Returns:
         one row per epoch: {"epoch", "train_loss", "train_accuracy" (percent of points, argmax
@@ -187,13 +191,16 @@ def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings:
 
     return train_dense(model, epoch_batches, n_batches, _optimizer(model.to(device), settings), epochs=settings.epochs,
                        min_lr=settings.min_lr, label_smoothing=settings.label_smoothing, grad_clip=settings.grad_clip,
-                       n_classes=N_PARTS, name="partseg", device=device, log=log)
+                       n_classes=N_PARTS, name="partseg", device=device, log=log, amp=amp,
+                       check_every=check_every)
 
 
 @torch.no_grad()
 def predict_parts(model: nn.Module, test: PartSegmentationSet, settings: PartSegSettings, seed: int,
-                  device: torch.device | None = None) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """Restricted part predictions on a fixed seeded sample of ``n_points`` per test shape.
+                  device: torch.device | None = None, amp: str = "fp32",
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Restricted part predictions on a fixed seeded sample of ``n_points`` per test shape
+    (the forward pass under ``amp``, logits averaged in float64).
 
     Returns:
         (predictions, targets, category names): per shape, (M_i,) predicted and true part
@@ -205,13 +212,16 @@ def predict_parts(model: nn.Module, test: PartSegmentationSet, settings: PartSeg
     # A stream of its own, so the test sample does not depend on how long training ran.
     rng = np.random.default_rng([seed, 7919])
     samples = [sample_indices(len(points), settings.n_points, rng) for points in shapes]
+    prepare_device(device)
     model.to(device).eval()
     predictions, targets = [], []
     for start in range(0, len(shapes), settings.batch_size):
         batch = range(start, min(start + settings.batch_size, len(shapes)))
-        points = torch.from_numpy(np.stack([shapes[i][samples[i]] for i in batch])).to(device)
-        category = torch.from_numpy(categories[list(batch)]).to(device)
-        logits = checked_logits(model, (points, category), N_PARTS, "part segmenter").float().cpu().numpy()
+        points = torch.from_numpy(np.stack([shapes[i][samples[i]] for i in batch])).to(device, non_blocking=True)
+        category = torch.from_numpy(categories[list(batch)]).to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = checked_logits(model, (points, category), N_PARTS, "part segmenter")
+        logits = logits.float().cpu().numpy()  # bf16 logits promoted
         for row, i in enumerate(batch):
             distinct, inverse = np.unique(samples[i], return_inverse=True)
             sums = np.zeros((len(distinct), N_PARTS), dtype=np.float64)
@@ -223,7 +233,7 @@ def predict_parts(model: nn.Module, test: PartSegmentationSet, settings: PartSeg
 
 
 def evaluate_part_segmenter(model: nn.Module, test: PartSegmentationSet, settings: PartSegSettings, seed: int,
-                            device: torch.device | None = None) -> dict[str, Any]:
+                            device: torch.device | None = None, amp: str = "fp32") -> dict[str, Any]:
     """Instance and class mIoU (percent) on the test shapes.
 
     Returns:
@@ -232,7 +242,7 @@ def evaluate_part_segmenter(model: nn.Module, test: PartSegmentationSet, setting
     """
     if len(test) == 0:
         raise ValueError("the part-segmentation test set is empty")
-    predictions, targets, names = predict_parts(model, test, settings, seed, device)
+    predictions, targets, names = predict_parts(model, test, settings, seed, device, amp)
     scores = part_segmentation_scores(predictions, targets, names, CATEGORY_PARTS)
     scores["n_points"] = int(sum(len(t) for t in targets))
     return scores
@@ -240,16 +250,16 @@ def evaluate_part_segmenter(model: nn.Module, test: PartSegmentationSet, setting
 
 def run_part_segmentation(model: nn.Module, train: PartSegmentationSet, test: PartSegmentationSet,
                           settings: PartSegSettings, seed: int, device: torch.device | None = None,
-                          log: TextIO = sys.stderr) -> dict[str, Any]:
-    """Train on ``train`` and evaluate the last epoch's model on ``test`` once.
+                          log: TextIO = sys.stderr, amp: str = "fp32") -> dict[str, Any]:
+    """Train on ``train`` and evaluate the last epoch's model on ``test`` once (both under ``amp``).
 
     Returns:
         {"test": evaluate_part_segmenter's scores, "history": [...], "settings": {...},
          "n_train", "n_test", "seconds"}.
     """
     started = time.time()
-    history = train_part_segmenter(model, train, settings, seed, device, log)
-    test_scores = evaluate_part_segmenter(model, test, settings, seed, device)
+    history = train_part_segmenter(model, train, settings, seed, device, log, amp)
+    test_scores = evaluate_part_segmenter(model, test, settings, seed, device, amp)
     seconds = time.time() - started
     print(f"[partseg] test instance mIoU {test_scores['instance_miou']:.2f}%, class mIoU "
           f"{test_scores['class_miou']:.2f}% on {test_scores['n_shapes']} shapes ({seconds:.0f} s)",

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from picat.accelerator import autocast, prepare_device
 from picat.datasets.s3dis import S3DIS_CLASSES, Room
 from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.scenes import VoxelGrid, build_voxel_grid, crop_nearest, pad_by_resampling, whole_scene_subclouds
@@ -160,9 +161,12 @@ def training_crop(room: Room, grid: VoxelGrid, settings: SemSegSettings,
 
 
 def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], settings: SemSegSettings, seed: int,
-                          device: torch.device | None = None, log: TextIO = sys.stderr) -> list[dict[str, float]]:
+                          device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
+                          check_every: int = 50) -> list[dict[str, float]]:
     """Train ``model`` in place; each epoch draws ``crops_per_room`` crops of every training room
     in random order and steps on whole batches of ``batch_size`` crops.
+
+    ``amp`` and ``check_every``: see :func:`picat.downstream.dense.train_dense`.
 
     Returns:
         one row per epoch: {"epoch", "train_loss", "train_accuracy" (percent of crop points),
@@ -190,24 +194,27 @@ def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], setting
     optimizer = torch.optim.AdamW(model.to(device).parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     return train_dense(model, epoch_batches, n_batches, optimizer, epochs=settings.epochs, min_lr=settings.min_lr,
                        label_smoothing=settings.label_smoothing, grad_clip=settings.grad_clip, n_classes=N_CLASSES,
-                       name="semseg", device=device, log=log)
+                       name="semseg", device=device, log=log, amp=amp, check_every=check_every)
 
 
 @torch.no_grad()
 def predict_room(model: nn.Module, room: Room, settings: SemSegSettings, rng: np.random.Generator,
-                 device: torch.device) -> tuple[np.ndarray, int]:
+                 device: torch.device, amp: str = "fp32") -> tuple[np.ndarray, int]:
     """Whole-scene prediction of one room: ((N,) predicted class of every point, number of
-    sub-clouds). Raises if a point received no prediction."""
+    sub-clouds). The forward passes run under ``amp``; the logits are averaged in float64.
+    Raises if a point received no prediction."""
     n = len(room.points)
     sums = np.zeros((n, N_CLASSES), dtype=np.float64)
     counts = np.zeros(n, dtype=np.int64)
     subclouds = whole_scene_subclouds(room.points, settings.voxel_size, rng)
     for index in subclouds:
         xyz, colours = scene_inputs(room.points[index], room.colors[index])
-        inputs = (torch.from_numpy(xyz)[None].to(device), torch.from_numpy(colours)[None].to(device))
-        logits = checked_logits(model, inputs, N_CLASSES, "scene segmenter")
+        inputs = (torch.from_numpy(xyz)[None].to(device, non_blocking=True),
+                  torch.from_numpy(colours)[None].to(device, non_blocking=True))
+        with autocast(device, amp):
+            logits = checked_logits(model, inputs, N_CLASSES, "scene segmenter")
         # One point per voxel, so ``index`` has no repeats and fancy-index addition is exact.
-        sums[index] += logits[0].float().cpu().numpy()
+        sums[index] += logits[0].float().cpu().numpy()  # bf16 logits promoted
         counts[index] += 1
     if (counts == 0).any():
         raise AssertionError(f"room {room.name}: {int((counts == 0).sum())} of {n} points received no prediction")
@@ -215,8 +222,9 @@ def predict_room(model: nn.Module, room: Room, settings: SemSegSettings, rng: np
 
 
 def evaluate_scene_segmenter(model: nn.Module, test_rooms: Sequence[Room], settings: SemSegSettings, seed: int,
-                             device: torch.device | None = None, log: TextIO = sys.stderr) -> dict[str, Any]:
-    """Whole-scene test over every point of every test room.
+                             device: torch.device | None = None, log: TextIO = sys.stderr,
+                             amp: str = "fp32") -> dict[str, Any]:
+    """Whole-scene test over every point of every test room (forward passes under ``amp``).
 
     Returns:
         {"miou", "macc", "overall_accuracy" (percent), "iou", "accuracy" (per class, in
@@ -225,12 +233,13 @@ def evaluate_scene_segmenter(model: nn.Module, test_rooms: Sequence[Room], setti
     """
     device = device or torch.device("cpu")
     _check_rooms(test_rooms, "test")
+    prepare_device(device)
     model.to(device).eval()
     rng = np.random.default_rng([seed, 7919])
     confusion = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
     n_subclouds = 0
     for room in tqdm(test_rooms, desc="[semseg] test", unit="room", file=log, mininterval=30.0):
-        prediction, n_room_subclouds = predict_room(model, room, settings, rng, device)
+        prediction, n_room_subclouds = predict_room(model, room, settings, rng, device, amp)
         confusion += confusion_matrix(prediction, room.labels, N_CLASSES)
         n_subclouds += n_room_subclouds
     n_points = int(sum(len(room.points) for room in test_rooms))
@@ -244,7 +253,7 @@ def evaluate_scene_segmenter(model: nn.Module, test_rooms: Sequence[Room], setti
 
 def run_scene_segmentation(model: nn.Module, train_rooms: Sequence[Room], test_rooms: Sequence[Room],
                            settings: SemSegSettings, seed: int, device: torch.device | None = None,
-                           log: TextIO = sys.stderr) -> dict[str, Any]:
+                           log: TextIO = sys.stderr, amp: str = "fp32") -> dict[str, Any]:
     """Train on rooms outside ``test_area`` and evaluate the last epoch's model on the rooms of
     ``test_area`` once.
 
@@ -259,8 +268,8 @@ def run_scene_segmentation(model: nn.Module, train_rooms: Sequence[Room], test_r
     if foreign:
         raise ValueError(f"test rooms {foreign[:5]} are not in the test area {settings.test_area} ({_KEY}.test_area)")
     started = time.time()
-    history = train_scene_segmenter(model, train_rooms, settings, seed, device, log)
-    test = evaluate_scene_segmenter(model, test_rooms, settings, seed, device, log)
+    history = train_scene_segmenter(model, train_rooms, settings, seed, device, log, amp)
+    test = evaluate_scene_segmenter(model, test_rooms, settings, seed, device, log, amp)
     seconds = time.time() - started
     print(f"[semseg] test mIoU {test['miou']:.2f}%, mAcc {test['macc']:.2f}%, OA {test['overall_accuracy']:.2f}% on "
           f"{test['n_rooms']} rooms, {test['n_points']} points ({seconds:.0f} s)", file=log, flush=True)

@@ -11,6 +11,9 @@ raw features of a random-init and of a pre-trained backbone differ in scale by o
 magnitude, so on raw features a fixed C grid favours one of them (in the demo, random-init
 features picked the grid's largest C, whichever it was). ``standardize: false`` gives the
 peers' raw-feature protocol.
+
+The backbone's forward passes run under the suite's ``amp`` precision (features promoted to
+float32); the C search fits its folds and C values in ``n_jobs`` processes (the job's threads).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sklearn.svm import SVC
 from torch import nn
 from tqdm import tqdm
 
+from picat.accelerator import autocast, prepare_device
 from picat.downstream.settings import settings_from_block
 
 
@@ -51,12 +55,13 @@ class SvmSettings:
 @torch.no_grad()
 def extract_features(backbone: nn.Module, points: np.ndarray, n_points: int, batch_size: int = 32,
                      device: torch.device | None = None, log: TextIO = sys.stderr,
-                     desc: str = "features") -> np.ndarray:
+                     desc: str = "features", amp: str = "fp32") -> np.ndarray:
     """Global features of a frozen backbone.
 
     Args:
         points: (n, N, C) clouds; the first ``n_points`` points are used, and only xyz unless
             the backbone was pre-trained with normals (then C must be 6).
+        amp: the forward passes' precision, "fp32", "bf16" or "auto" (:func:`picat.accelerator.resolve_amp`).
 
     Returns:
         (n, D) float32 features.
@@ -69,17 +74,24 @@ def extract_features(backbone: nn.Module, points: np.ndarray, n_points: int, bat
     if points.shape[1] < n_points:
         raise ValueError(f"the clouds have {points.shape[1]} points, fewer than the {n_points} the protocol takes")
     device = device or torch.device("cpu")
+    prepare_device(device)
     backbone = backbone.to(device).eval()
     clouds = np.ascontiguousarray(points[:, :n_points, :channels], dtype=np.float32)
     batches = range(0, len(clouds), batch_size)
-    out = [backbone(torch.from_numpy(clouds[i:i + batch_size]).to(device)).float().cpu().numpy()
-           for i in tqdm(batches, desc=desc, unit="batch", file=log, mininterval=30.0)]
-    return np.concatenate(out)
+    out = []
+    for i in tqdm(batches, desc=desc, unit="batch", file=log, mininterval=30.0):
+        with autocast(device, amp):
+            features = backbone(torch.from_numpy(clouds[i:i + batch_size]).to(device, non_blocking=True))
+        out.append(features.float())  # bf16 features promoted; on the device until the end
+    return torch.cat(out).cpu().numpy()
 
 
 def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                  settings: SvmSettings, seed: int = 0) -> dict[str, Any]:
+                  settings: SvmSettings, seed: int = 0, n_jobs: int = 1) -> dict[str, Any]:
     """Fit the linear SVM with C chosen by CV on the training features; score on test.
+
+    ``n_jobs``: processes for the C search's (fold, C) fits (the job's threads); the result
+    does not depend on it.
 
     Returns:
         {"accuracy" (percent), "best_c", "cv_accuracy" (percent, mean over folds at best C),
@@ -91,7 +103,7 @@ def fit_and_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, 
         raise ValueError(f"a training class has fewer than 2 samples ({counts.tolist()}); C cannot be cross-validated")
     steps = ([StandardScaler()] if settings.standardize else []) + [SVC(kernel="linear")]
     search = GridSearchCV(make_pipeline(*steps), {"svc__C": list(settings.c_grid)},
-                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), n_jobs=1)
+                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), n_jobs=n_jobs)
     started = time.time()
     search.fit(train_x, train_y)
     accuracy = 100.0 * float(search.score(test_x, test_y))  # the single look at the test split

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import torch
 
+from picat.accelerator import precision_label
 from picat.datasets import read_classification
 from picat.devices import pick_device
 from picat.downstream.backbones import backbone_source, image_weights_label, trainable_pretrain_params
@@ -22,8 +23,11 @@ from picat.models.pointnext import PointNeXtClassifier, PointNeXtEncoder
 
 def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,
                  checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
-                 log: TextIO = sys.stderr) -> dict[str, Any]:
-    """Fine-tune a PointNeXt-S classifier on ``dataset``; writes and returns the record."""
+                 log: TextIO = sys.stderr, amp: str = "fp32") -> dict[str, Any]:
+    """Fine-tune a PointNeXt-S classifier on ``dataset``; writes and returns the record.
+
+    ``amp`` ("fp32", "bf16", "auto"): the forward passes' precision, recorded as ``precision``.
+    """
     finetune_settings = FinetuneSettings.of(settings)
     encoder, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="scratch")
     if not isinstance(encoder, PointNeXtEncoder):
@@ -37,14 +41,15 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
     print(f"[finetune] {benchmark}: {len(train.labels)} train / {len(test.labels)} test clouds, "
           f"{len(train.class_names)} classes; PointNeXt-S {init} (seed {seed}) on {where}", file=log, flush=True)
     result = finetune(model, train.points, train.labels, test.points, test.labels, finetune_settings, seed,
-                      encoder.picat_metadata["up_axis"], where, log)
+                      encoder.picat_metadata["up_axis"], where, log, amp=amp)
     record = make_record(
         protocol="finetune", benchmark=benchmark, backbone="pointnext", variant=variant, init=init, seed=seed,
         value=result["test"]["overall_accuracy"], suite=suite,
         image_backbone=None if metadata is None else image_weights_label(metadata),
         trainable_pretrain_params=trainable_pretrain_params(metadata),
         checkpoint=None if checkpoint is None else str(checkpoint),
-        details={**result, "train_source": train.source, "test_source": test.source,
+        details={**result, "precision": precision_label(amp, where), "train_source": train.source,
+                 "test_source": test.source,
                  "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6},
     )
     write_record(record, output)

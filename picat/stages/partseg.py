@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import torch
 
+from picat.accelerator import precision_label
 from picat.datasets import read_part_segmentation
 from picat.devices import pick_device
 from picat.downstream.backbones import backbone_source
@@ -24,8 +25,11 @@ from picat.models.segmentation import DGCNNPartSegmenter, with_k
 
 def run_partseg(dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,
                 checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
-                log: TextIO = sys.stderr) -> list[dict[str, Any]]:
-    """DGCNN part segmentation on ShapeNetPart (Table 4); writes and returns the records."""
+                log: TextIO = sys.stderr, amp: str = "fp32") -> list[dict[str, Any]]:
+    """DGCNN part segmentation on ShapeNetPart (Table 4); writes and returns the records.
+
+    ``amp`` ("fp32", "bf16", "auto"): the forward passes' precision, recorded as ``precision``.
+    """
     settings = dict(settings)
     k = settings.pop("k", None)  # DGCNN's neighbour count for this protocol (not a weight)
     part = PartSegSettings.of(settings)
@@ -44,11 +48,12 @@ def run_partseg(dataset: dict[str, Any], settings: dict[str, Any], output: Path,
     print(f"[partseg] shapenetpart: {len(train)} train+val / {len(test)} test shapes, {len(test.category_names)} "
           f"categories; DGCNN {init}{'' if variant is None else ', ' + variant} (seed {seed}) on {where}",
           file=log, flush=True)
-    result = run_part_segmentation(model, train, test, part, seed, where, log)
+    result = run_part_segmentation(model, train, test, part, seed, where, log, amp)
     scores = result["test"]
     print(f"[partseg] test instance mIoU {scores['instance_miou']:.2f}%, class mIoU {scores['class_miou']:.2f}%",
           file=log, flush=True)
-    details = {**result, "train_source": str(dataset["root"]), "n_train": len(train), "n_test": len(test),
+    details = {**result, "precision": precision_label(amp, where), "train_source": str(dataset["root"]),
+               "n_train": len(train), "n_test": len(test),
                "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
     return write_run_records("partseg", "shapenetpart", "dgcnn",
                   {"instance_miou": scores["instance_miou"], "class_miou": scores["class_miou"]}, details, output,

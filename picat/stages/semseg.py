@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import torch
 
+from picat.accelerator import precision_label
 from picat.datasets import S3DIS_CLASSES, DatasetError, converted_rooms, read_room
 from picat.devices import pick_device
 from picat.downstream.backbones import backbone_source
@@ -24,8 +25,11 @@ from picat.models.segmentation import PointNeXtSegmenter, segmentation_encoder
 
 def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: str, seed: int,
                checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
-               log: TextIO = sys.stderr) -> list[dict[str, Any]]:
-    """PointNeXt-S scene segmentation on S3DIS, ``test_area`` held out (Table 5); writes and returns the records."""
+               log: TextIO = sys.stderr, amp: str = "fp32") -> list[dict[str, Any]]:
+    """PointNeXt-S scene segmentation on S3DIS, ``test_area`` held out (Table 5); writes and returns the records.
+
+    ``amp`` ("fp32", "bf16", "auto"): the forward passes' precision, recorded as ``precision``.
+    """
     settings = dict(settings)
     encoder_options = settings.pop("encoder", {})  # the segmentation encoder's set abstraction
     scene = SemSegSettings.of(settings)
@@ -54,11 +58,12 @@ def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: s
     print(f"[semseg] s3dis: {len(train_rooms)} train rooms (areas {train_areas}) / {len(test_rooms)} test rooms "
           f"(area {scene.test_area}); PointNeXt-S {init}{'' if variant is None else ', ' + variant} (seed {seed}) "
           f"on {where}; weights transferred: {transfer['counts']}", file=log, flush=True)
-    result = run_scene_segmentation(model, train_rooms, test_rooms, scene, seed, where, log)
+    result = run_scene_segmentation(model, train_rooms, test_rooms, scene, seed, where, log, amp)
     scores = result["test"]
     print(f"[semseg] test mIoU {scores['miou']:.2f}%, mAcc {scores['macc']:.2f}%, OA {scores['overall_accuracy']:.2f}%",
           file=log, flush=True)
-    details = {**result, "transfer": transfer, "rooms_dir": str(rooms_dir), "train_areas": train_areas,
+    details = {**result, "precision": precision_label(amp, where), "transfer": transfer,
+               "rooms_dir": str(rooms_dir), "train_areas": train_areas,
                "test_area": scene.test_area, "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
     return write_run_records("semseg", "s3dis", "pointnext",
                   {"miou": scores["miou"], "macc": scores["macc"], "overall_accuracy": scores["overall_accuracy"]},

@@ -40,10 +40,11 @@ rule svm_pretrained:
     params:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
         settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat svm --benchmark {wildcards.benchmark} --dataset {params.dataset} --settings {params.settings} "
         "--checkpoint {input.checkpoint:q} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--amp {params.amp} --threads {threads} > {log:q} 2>&1"
 
 
 rule svm_random:
@@ -65,10 +66,11 @@ rule svm_random:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
         settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
         random=lambda w: as_json(random_spec(w.suite, w.backbone)),
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat svm --benchmark {wildcards.benchmark} --dataset {params.dataset} --settings {params.settings} "
         "--random {params.random} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--amp {params.amp} --threads {threads} > {log:q} 2>&1"
 
 
 rule finetune:
@@ -94,7 +96,8 @@ rule finetune:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
         settings=lambda w: as_json(run_settings(w.suite, "finetune", listing=("benchmarks", "seeds"))),
         backbone=source_arguments("pointnext"),
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat finetune --benchmark {wildcards.benchmark} --dataset {params.dataset} --settings {params.settings} "
         "{params.backbone} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--amp {params.amp} --threads {threads} > {log:q} 2>&1"

@@ -65,9 +65,11 @@ rule partseg:
         dataset=lambda w: as_json(dataset_spec(w.suite, "shapenetpart")),
         settings=lambda w: as_json(run_settings(w.suite, "partseg")),
         backbone=source_arguments("dgcnn"),
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat partseg --dataset {params.dataset} --settings {params.settings} {params.backbone} "
-        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --amp {params.amp} --threads {threads} "
+        "> {log:q} 2>&1"
 
 
 rule semseg:
@@ -92,6 +94,8 @@ rule semseg:
     params:
         settings=lambda w: as_json(run_settings(w.suite, "semseg")),
         backbone=source_arguments("pointnext"),
+        amp=lambda w: config[w.suite]["amp"],
     shell:
         "python -m picat semseg --rooms {input.rooms:q} --settings {params.settings} {params.backbone} "
-        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --amp {params.amp} --threads {threads} "
+        "> {log:q} 2>&1"
