@@ -100,7 +100,8 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     encoder = build_image_backbone(ImageBackboneSpec(**args.image_backbone))
-    encode_shard(Path(args.shard), Path(args.out), encoder, args.batch_size, args.dtype, pick_device(args.device))
+    encode_shard(Path(args.shard), Path(args.out), encoder, args.batch_size, args.dtype, pick_device(args.device),
+                 amp=args.amp)
 
 
 def _pretrain_argv(args: argparse.Namespace) -> list[str]:
@@ -110,7 +111,7 @@ def _pretrain_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--features", *args.features]
     argv += ["--out", args.out, "--backbone", args.backbone, "--variant", args.variant, "--seed", str(args.seed),
              "--settings", json.dumps(args.settings), "--up-axis", args.up_axis, "--suite", args.suite,
-             "--device", args.device, "--threads", str(args.threads)]
+             "--device", args.device, "--threads", str(args.threads), "--amp", args.amp]
     if args.image_backbone is not None:
         argv += ["--image-backbone", json.dumps(args.image_backbone)]
     if args.stop_after_epochs is not None:
@@ -140,7 +141,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     try:
         run_pretraining([Path(path) for path in args.shards], features, Path(args.out), args.backbone, args.variant,
                         args.seed, args.settings, args.up_axis, args.suite, args.image_backbone, device,
-                        args.stop_after_epochs, ranks=ranks)
+                        args.stop_after_epochs, ranks=ranks, amp=args.amp)
     finally:
         shutdown_distributed()
 
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--batch-size", type=int, default=40)
     command.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     command.add_argument("--device", default="auto")
+    command.add_argument("--amp", choices=AMP_CHOICES, default="fp32", help="bf16 autocast, fp32, or auto (GPU: bf16)")
     command.add_argument("--threads", type=int, default=2)
     command.set_defaults(run=_cmd_encode)
 
@@ -315,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     command.add_argument("--threads", type=int, default=2)
     command.add_argument("--stop-after-epochs", type=int, help="end after this many epochs in total; rerun to resume")
+    command.add_argument("--amp", choices=AMP_CHOICES, default="fp32", help="bf16 autocast, fp32, or auto (GPU: bf16)")
     command.add_argument("--nproc", type=int, default=1,
                          help="data-parallel processes on this node (the job's GPUs); above 1 the command re-executes "
                               "itself under torchrun (--standalone); 0 or 1: one process. Ignored inside torchrun")
