@@ -68,3 +68,51 @@ def test_training_loop_on_cuda_with_amp_auto_and_workers(toy_data, tmp_path):  #
     resumed_history = train(resumed, dataset, settings, tmp_path / "split", device=torch.device("cuda"),
                             log=io.StringIO())
     assert resumed_history[-1]["loss"] == pytest.approx(history[-1]["loss"], rel=1e-3)
+
+
+def test_downstream_loops_on_cuda_in_bf16_stay_close_to_the_cpu(accelerator: str = "cuda"):
+    """Fine-tuning, part segmentation and scene segmentation (training and test passes) on CUDA
+    with amp: auto (bf16): finite and within 5% of the CPU's float32 losses."""
+    from test_partseg import dataset
+    from test_precision_loops import TinyClassifier, finetune_data
+    from test_semseg import TinySceneSegmenter, make_room, tiny_settings
+
+    from picat.downstream.finetune import FinetuneSettings, finetune
+    from picat.downstream.partseg import PartSegSettings, evaluate_part_segmenter, train_part_segmenter
+    from picat.downstream.semseg import evaluate_scene_segmenter, train_scene_segmenter
+    from picat.models.dgcnn import DGCNN, DGCNNConfig
+    from picat.models.segmentation import DGCNNPartSegmenter
+
+    cuda, cpu = torch.device(accelerator), torch.device("cpu")
+    train_x, train_y, test_x, test_y = finetune_data()
+    runs = {}
+    for device, amp in ((cpu, "fp32"), (cuda, "auto")):
+        torch.manual_seed(0)
+        result = finetune(TinyClassifier(), train_x, train_y, test_x, test_y,
+                          FinetuneSettings(epochs=2, batch_size=5, n_points=32), seed=0, device=device,
+                          log=io.StringIO(), amp=amp)
+        runs[amp] = [row["train_loss"] for row in result["history"]]
+    assert runs["auto"] == pytest.approx(runs["fp32"], rel=0.05)
+
+    train, test = dataset([0, 1, 0, 1], 64, seed=4), dataset([0, 1], 64, seed=5)
+    settings = PartSegSettings(epochs=1, batch_size=2, n_points=48, optimizer="adamw", lr=0.001)
+    for device, amp in ((cpu, "fp32"), (cuda, "auto")):
+        torch.manual_seed(0)
+        model = DGCNNPartSegmenter(DGCNN(DGCNNConfig(k=4, emb_dims=16)))
+        history = train_part_segmenter(model, train, settings, seed=3, device=device, log=io.StringIO(), amp=amp)
+        scores = evaluate_part_segmenter(model, test, settings, seed=3, device=device, amp=amp)
+        runs[amp] = [row["train_loss"] for row in history]
+        assert 0 <= scores["instance_miou"] <= 100
+    assert runs["auto"] == pytest.approx(runs["fp32"], rel=0.05)
+
+    rooms = [make_room("Area_1_office_1", 1, seed=6), make_room("Area_2_office_1", 2, seed=7)]
+    for device, amp in ((cpu, "fp32"), (cuda, "auto")):
+        torch.manual_seed(0)
+        model = TinySceneSegmenter()
+        history = train_scene_segmenter(model, rooms, tiny_settings(epochs=2), seed=1, device=device,
+                                        log=io.StringIO(), amp=amp)
+        scores = evaluate_scene_segmenter(model, [make_room("Area_5_office_1", 5, seed=8)], tiny_settings(epochs=2),
+                                          seed=1, device=device, log=io.StringIO(), amp=amp)
+        runs[amp] = [row["train_loss"] for row in history]
+        assert 0 <= scores["overall_accuracy"] <= 100
+    assert runs["auto"] == pytest.approx(runs["fp32"], rel=0.05)
