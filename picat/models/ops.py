@@ -17,7 +17,7 @@ with respect to the features.
 Memory: ball query and kNN compare every centre with every point, but never hold the whole
 (B, S, N) distance matrix. They walk over chunks of centres (whole clouds at a time when a
 cloud fits) whose distance block has at most :func:`neighbour_chunk_elements` elements
-(by default 2**18 on the CPU, 2**24 on an accelerator; about 16 bytes of work tensors per
+(by default 2**18 on the CPU, 2**24 on an accelerator; 13 bytes of work tensors per
 element), so the peak is O(chunk x N) instead of O(S x N): PointNeXt-S's stride-1 S3DIS
 stage on 24000 points would otherwise hold 2.3 GB of distances per cloud. Each centre's row is computed exactly as the
 dense :func:`squared_distances` computes it, so the results do not depend on the chunking.
@@ -44,11 +44,12 @@ __all__ = ["farthest_point_sample", "ball_query", "knn", "gather_points", "squar
            "DEVICE_CHUNK_ELEMENTS"]
 
 # Elements of one chunk's (centres x points) distance block in ball_query and knn, by device.
-# A chunk holds a few work tensors of that size at once (float distances, a float temporary,
-# int32 keys, a bool mask: ~16 bytes per element). On the CPU, blocks of 2**18 elements (1 MB
-# of float32) stay in cache across those passes: measured twice as fast on 2 cores as 2**24
-# blocks and 2.5x as fast as the dense (S, N) matrix. On an accelerator, 2**24 (~270 MB of work
-# tensors) keeps each kernel large enough for launch overhead not to matter.
+# A call holds four work tensors of that size (float distances, a float temporary, int32 keys,
+# a bool mask: 13 bytes per element in float32), reused from chunk to chunk. On the CPU, blocks
+# of 2**18 elements (1 MB of float32) stay in cache across those passes: measured about twice
+# as fast on 2 cores as 2**24 blocks, and 2.5x as fast as the dense (S, N) matrix. On an
+# accelerator, 2**24 (~220 MB of work tensors) keeps each kernel large enough for launch
+# overhead not to matter.
 CPU_CHUNK_ELEMENTS = 2**18
 DEVICE_CHUNK_ELEMENTS = 2**24
 _chunk_elements: int | None = None  # None: the device's default above
@@ -131,16 +132,43 @@ def _planes(points: Tensor, dtype: torch.dtype) -> Tensor:
     return points.detach().to(dtype).permute(2, 0, 1).contiguous()
 
 
-def _plane_distances(a: Tensor, b: Tensor) -> Tensor:
+def _plane_distances(a: Tensor, b: Tensor, out: Tensor | None = None, work: Tensor | None = None) -> Tensor:
     """Squared distances between centre planes ``a`` (3, B, S) and point planes ``b`` (3, B, N): (B, S, N).
 
     ``dx*dx + dy*dy + dz*dz`` one coordinate at a time (peak (B, S, N), not (B, S, N, 3)), in
     this order: every caller (dense or chunked) gets bit-identical values for a given pair.
+    ``out`` and ``work``, (B, S, N) tensors of the work dtype, receive the result and the
+    per-axis term when given (the chunked ops reuse them from chunk to chunk: on the CPU a
+    fresh block per chunk costs more in page faults than the arithmetic).
     """
-    d2 = (a[0, :, :, None] - b[0, :, None, :]).square_()
+    d2 = out if out is not None else a.new_empty(a.shape[1], a.shape[2], b.shape[2])
+    torch.sub(a[0, :, :, None], b[0, :, None, :], out=d2).square_()
     for axis in (1, 2):
-        d2.add_((a[axis, :, :, None] - b[axis, :, None, :]).square_())
+        term = a[axis, :, :, None] - b[axis, :, None, :] if work is None else \
+            torch.sub(a[axis, :, :, None], b[axis, :, None, :], out=work)
+        d2.add_(term.square_())
     return d2
+
+
+def _block(buffer: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A contiguous ``shape`` view of the start of a flat work ``buffer``."""
+    return buffer[:math.prod(shape)].view(shape)
+
+
+class _Workspace:
+    """The flat work buffers of one chunked ball_query / knn call, sized for its largest chunk."""
+
+    def __init__(self, plan: list[tuple[slice, slice]], n_points: int, device: torch.device) -> None:
+        self.size = max((rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in plan) * n_points
+        self.device = device
+        self._buffers: dict[torch.dtype, list[Tensor]] = {}
+
+    def get(self, dtype: torch.dtype, shape: tuple[int, ...], slot: int = 0) -> Tensor:
+        """Work tensor number ``slot`` of ``dtype``, as a ``shape`` view (allocated on first use)."""
+        buffers = self._buffers.setdefault(dtype, [])
+        while len(buffers) <= slot:
+            buffers.append(torch.empty(self.size, dtype=dtype, device=self.device))
+        return _block(buffers[slot], shape)
 
 
 def squared_distances(xyz: Tensor, centres: Tensor) -> Tensor:
@@ -359,15 +387,23 @@ def ball_query(radius: float, n_samples: int, xyz: Tensor, centres: Tensor, *,
     take = min(n_samples, n_points)
     device, dtype = xyz.device, _work_dtype(xyz)
     idx = torch.empty(batch, n_centres, n_samples, dtype=torch.long, device=device)
+    plan = _chunks(batch, n_centres, n_points, budget)
+    if not plan:  # B = 0
+        return idx
+    work = _Workspace(plan, n_points, device)
     with torch.no_grad():
         a, b = _planes(centres, dtype), _planes(xyz, dtype)
         # int32 keys halve the memory traffic of the (chunk, N) passes.
         order = torch.arange(n_points, dtype=torch.int32, device=device)
-        for rows, cols in _chunks(batch, n_centres, n_points, budget):
-            d2 = _plane_distances(a[:, rows, cols], b[:, rows])  # (b, s, N)
+        outside = torch.full((), n_points, dtype=torch.int32, device=device)  # a fill, not a host copy
+        for rows, cols in plan:
+            centre_planes, point_planes = a[:, rows, cols], b[:, rows]
+            shape = (centre_planes.shape[1], centre_planes.shape[2], n_points)  # (b, s, N)
+            d2 = _plane_distances(centre_planes, point_planes, work.get(dtype, shape, 0), work.get(dtype, shape, 1))
+            inside = torch.lt(d2, radius * radius, out=work.get(torch.bool, shape))
             # Points outside get key N, so the k smallest keys are the first k inside in index
             # order: topk is O(N log K) per centre where a full sort would be O(N log N).
-            keys = torch.where(d2 < radius * radius, order, n_points)
+            keys = torch.where(inside, order, outside, out=work.get(torch.int32, shape))
             found = keys.topk(take, dim=-1, largest=False, sorted=True).values.long()  # (b, s, take)
             # The nearest point (argmin: the first on ties) stands in for an empty ball. It is
             # computed for every chunk rather than behind a test of whether any ball is empty,
@@ -403,13 +439,19 @@ def knn(k: int, xyz: Tensor, centres: Tensor, *, chunk_elements: int | None = No
     device, dtype = xyz.device, _work_dtype(xyz)
     values = torch.empty(batch, n_centres, k, dtype=dtype, device=device)
     idx = torch.empty(batch, n_centres, k, dtype=torch.long, device=device)
+    plan = _chunks(batch, n_centres, n_points, budget)
+    if not plan:  # B = 0
+        return values, idx
+    work = _Workspace(plan, n_points, device)
     with torch.no_grad():
         a, b = _planes(centres, dtype), _planes(xyz, dtype)
-        for rows, cols in _chunks(batch, n_centres, n_points, budget):
+        for rows, cols in plan:
+            centre_planes, point_planes = a[:, rows, cols], b[:, rows]
+            shape = (centre_planes.shape[1], centre_planes.shape[2], n_points)  # (b, s, N)
+            d2 = _plane_distances(centre_planes, point_planes, work.get(dtype, shape, 0), work.get(dtype, shape, 1))
             # topk works row by row, so a chunk's rows come out as they would from the whole
             # (B, S, N) matrix, ties included.
-            chunk_values, chunk_idx = _plane_distances(a[:, rows, cols], b[:, rows]).topk(
-                k, dim=-1, largest=False, sorted=True)
+            chunk_values, chunk_idx = d2.topk(k, dim=-1, largest=False, sorted=True)
             values[rows, cols] = chunk_values
             idx[rows, cols] = chunk_idx
     return values.clamp_min_(0).sqrt_(), idx
