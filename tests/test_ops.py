@@ -273,10 +273,28 @@ def test_fps_on_the_cpu_never_takes_the_cuda_graph_path(monkeypatch: pytest.Monk
         raise AssertionError("CUDA graph path taken on the CPU")
 
     monkeypatch.setattr(ops, "_fps_on_graph", graph)
+    monkeypatch.setattr(ops, "_fps_cuda_graphs", True)
     xyz = grid_points(2, 40, seed=28)
     idx = farthest_point_sample(xyz, 40)
     for b in range(2):
         np.testing.assert_array_equal(idx[b].numpy(), fps_reference(xyz[b].numpy(), 40))
+
+
+def test_fps_graph_steps_match_the_eager_loop_without_capture() -> None:
+    """The steps the CUDA graph captures (a gathered centre, the pick written at a step counter
+    on the device, replays of 64 steps overshooting S), run eagerly: the eager loop's picks.
+    Only the capture and replay themselves need a GPU (test_fps_cuda_graphs_match_the_eager_loop)."""
+    cases = [(grid_points(3, 64, seed=30), 64), (grid_points(2, 500, seed=31), 130),
+             (rand_points(2, 300, 3, seed=32), 1), (rand_points(1, 200, 3, seed=33, dtype=torch.float64), 128)]
+    for xyz, n_samples in cases:
+        batch, n_points = xyz.shape[:2]
+        planes = ops._planes(xyz, ops._work_dtype(xyz))
+        steps = ops._FPSGraph(batch, n_points, planes.dtype, planes.device, capture=False)
+        for start in (torch.zeros(batch, dtype=torch.long), torch.arange(batch) + 3):
+            eager = ops._fps_eager(planes, start, n_samples)
+            assert torch.equal(steps.run(planes, start, n_samples), eager)  # the buffers reused too
+        for b in range(batch):
+            np.testing.assert_array_equal(eager[b].numpy(), fps_reference(xyz[b].numpy(), n_samples, start=b + 3))
 
 
 def test_gather_points_layouts_and_gradient() -> None:
@@ -343,25 +361,27 @@ def test_fps_cuda_graphs_match_the_eager_loop() -> None:
     cases = [(grid_points(3, 64, seed=30), 64), (grid_points(2, 500, seed=31), 130),
              (rand_points(2, 1000, 3, seed=32), 250), (rand_points(1, 2000, 3, seed=33, dtype=torch.float64), 500),
              (rand_points(2, 1000, 3, seed=34, dtype=torch.float16), 65), (rand_points(2, 1000, 3, seed=35), 1)]
-    for xyz, n_samples in cases:
-        cuda = xyz.cuda()
-        fast = farthest_point_sample(cuda, n_samples)
-        again = farthest_point_sample(cuda, n_samples)  # the cached graph, buffers re-initialised
-        previous = ops.set_fps_cuda_graphs(False)
-        try:
-            eager = farthest_point_sample(cuda, n_samples)
-            eager_random = farthest_point_sample(cuda, n_samples, start="random",
-                                                 generator=torch.Generator("cuda").manual_seed(1))
-        finally:
-            ops.set_fps_cuda_graphs(previous)
-        fast_random = farthest_point_sample(cuda, n_samples, start="random",
-                                            generator=torch.Generator("cuda").manual_seed(1))
-        assert torch.equal(fast, eager) and torch.equal(again, eager)
-        assert torch.equal(fast_random, eager_random)
-        assert torch.equal(fast.cpu(), farthest_point_sample(xyz, n_samples))
-    with torch.inference_mode():  # graphs captured here are reused outside inference mode
-        first = farthest_point_sample(rand_points(2, 300, 3, seed=36).cuda(), 75)
-    assert torch.equal(farthest_point_sample(rand_points(2, 300, 3, seed=36).cuda(), 75), first)
+
+    def random_start(cloud: torch.Tensor, n_samples: int) -> torch.Tensor:
+        return farthest_point_sample(cloud, n_samples, start="random", generator=torch.Generator("cuda").manual_seed(1))
+
+    previous = ops.set_fps_cuda_graphs(False)
+    try:
+        eager = [(farthest_point_sample(xyz.cuda(), n), random_start(xyz.cuda(), n)) for xyz, n in cases]
+        ops.set_fps_cuda_graphs(True)
+        for (xyz, n_samples), (eager_picks, eager_random) in zip(cases, eager, strict=True):
+            cuda = xyz.cuda()
+            fast = farthest_point_sample(cuda, n_samples)
+            again = farthest_point_sample(cuda, n_samples)  # the cached graph, buffers re-initialised
+            assert torch.equal(fast, eager_picks) and torch.equal(again, eager_picks)
+            assert torch.equal(random_start(cuda, n_samples), eager_random)
+            assert torch.equal(fast.cpu(), farthest_point_sample(xyz, n_samples))
+        with torch.inference_mode():  # graphs captured here are reused outside inference mode
+            first = farthest_point_sample(rand_points(2, 300, 3, seed=36).cuda(), 75)
+        assert torch.equal(farthest_point_sample(rand_points(2, 300, 3, seed=36).cuda(), 75), first)
+        assert torch.equal(first.cpu(), farthest_point_sample(rand_points(2, 300, 3, seed=36), 75))
+    finally:
+        ops.set_fps_cuda_graphs(previous)
 
 
 @pytest.mark.cuda
@@ -379,15 +399,20 @@ def test_neighbour_ops_on_cuda_are_chunked_exactly_and_never_synchronise() -> No
         d2 = squared_distances(xyz, centres)
         assert torch.equal(d2.gather(-1, idx), d2.gather(-1, ref_idx))
     big = rand_points(2, 6000, 3, seed=37).cuda()
-    farthest_point_sample(big, 1500)  # capture this shape's graph first: a capture synchronises
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
+    previous = ops.set_fps_cuda_graphs(True)
     try:
+        farthest_point_sample(big, 1500)  # capture this shape's graph first: a capture synchronises
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
         idx = ball_query(0.1, 32, big, big, chunk_elements=2**20)
         dist, nn_idx = knn(3, big[:, :1500], big, chunk_elements=2**20)
         picks = farthest_point_sample(big, 1500)
+        ops.set_fps_cuda_graphs(False)
+        eager_picks = farthest_point_sample(big, 1500)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+        ops.set_fps_cuda_graphs(previous)
     assert torch.equal(idx.cpu(), ball_query(0.1, 32, big.cpu(), big.cpu()))
     assert torch.equal(nn_idx.cpu(), knn(3, big[:, :1500].cpu(), big.cpu())[1])
     assert torch.equal(picks.cpu(), farthest_point_sample(big.cpu(), 1500))
+    assert torch.equal(eager_picks, picks)

@@ -19,14 +19,16 @@ Memory: ball query and kNN compare every centre with every point, but never hold
 cloud fits) whose distance block has at most :func:`neighbour_chunk_elements` elements
 (by default 2**18 on the CPU, 2**24 on an accelerator; 13 bytes of work tensors per
 element), so the peak is O(chunk x N) instead of O(S x N): PointNeXt-S's stride-1 S3DIS
-stage on 24000 points would otherwise hold 2.3 GB of distances per cloud. Each centre's row is computed exactly as the
-dense :func:`squared_distances` computes it, so the results do not depend on the chunking.
-None of the ops reads a tensor's value on the host (no ``.item()``/``bool()``, no
-data-dependent shape), so on CUDA they queue their kernels without waiting for the device.
+stage on 24000 points would otherwise hold 2.3 GB of distances per cloud. Each centre's row
+is computed exactly as the dense :func:`squared_distances` computes it, so the results do
+not depend on the chunking. None of the ops reads a tensor's value on the host (no
+``.item()``/``bool()``, no data-dependent shape), so on CUDA they queue their kernels
+without waiting for the device.
 
-On CUDA, FPS replays its fixed-shape loop from captured CUDA graphs (:class:`_FPSGraph`)
-instead of launching every step's dozen small kernels from Python; the picks are the eager
-loop's, and the CPU always runs the eager loop.
+On CUDA, FPS can replay its fixed-shape loop from captured CUDA graphs (:class:`_FPSGraph`)
+instead of launching every step's ten small kernels from Python, with the eager loop's
+picks. It is opt-in (:func:`set_fps_cuda_graphs`) until tests/test_ops.py's ``cuda`` tests
+have passed on a GPU; the CPU always runs the eager loop.
 """
 
 from __future__ import annotations
@@ -257,13 +259,14 @@ def _fps_eager(planes: Tensor, current: Tensor, n_samples: int) -> Tensor:
 
 _FPS_GRAPH_STEPS = 64  # FPS steps per captured graph, replayed ceil(S / 64) times
 _FPS_GRAPH_CACHE = 16  # graphs kept, one per (B, N, dtype, device); 4 per whole-room test room
-_fps_cuda_graphs = True
+# Off until the `cuda` tests of tests/test_ops.py have run on a GPU: written without one.
+_fps_cuda_graphs = False
 _fps_graphs: OrderedDict[tuple[int, int, torch.dtype, torch.device], _FPSGraph] = OrderedDict()
 _fps_lock = threading.Lock()
 
 
 def set_fps_cuda_graphs(enabled: bool) -> bool:
-    """Let FPS on CUDA replay captured graphs (the default) or run the eager loop; returns the
+    """Let FPS on CUDA replay captured graphs or run the eager loop (the default); returns the
     previous setting. Both give the same picks; the CPU always runs the eager loop."""
     global _fps_cuda_graphs
     previous, _fps_cuda_graphs = _fps_cuda_graphs, bool(enabled)
@@ -282,20 +285,30 @@ class _FPSGraph:
     run past S (at most ``_FPS_GRAPH_STEPS - 1`` extra steps, written into spare columns of
     ``chosen``); the extra picks are dropped. All shapes are fixed, so nothing waits for the
     device except the capture of a new shape (``torch.cuda.graph`` synchronises).
+
+    With ``capture=False`` (tests, on any device) the same steps run eagerly instead of the
+    replays: the loop's logic can be checked without a GPU.
     """
 
-    def __init__(self, batch: int, n_points: int, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, batch: int, n_points: int, dtype: torch.dtype, device: torch.device,
+                 capture: bool = True) -> None:
         self.steps = _FPS_GRAPH_STEPS
+        self.graph: torch.cuda.CUDAGraph | None = None
         # Plain tensors even if the caller is under inference_mode: they are updated in place
         # by later calls, which inference tensors would refuse outside inference mode.
-        with torch.inference_mode(False), torch.no_grad(), torch.autocast("cuda", enabled=False):
+        with torch.inference_mode(False), torch.no_grad():
             self.planes = torch.zeros(3, batch, n_points, dtype=dtype, device=device)
             self.min_d2 = torch.full((batch, n_points), float("inf"), dtype=dtype, device=device)
             self.current = torch.zeros(batch, dtype=torch.long, device=device)
             self.step = torch.zeros(1, 1, dtype=torch.long, device=device)  # the next pick's column
             self.chosen = torch.zeros(batch, n_points + self.steps, dtype=torch.long, device=device)
-            self.done = torch.cuda.Event()
-            self.graph = torch.cuda.CUDAGraph()
+            if capture:
+                self._capture(device)
+
+    def _capture(self, device: torch.device) -> None:
+        self.done = torch.cuda.Event()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.autocast("cuda", enabled=False):
             # Warm up on a side stream before capturing, as torch.cuda.graphs asks.
             stream = torch.cuda.current_stream(device)
             side = torch.cuda.Stream(device)
@@ -303,7 +316,9 @@ class _FPSGraph:
             with torch.cuda.stream(side):
                 self._advance(1)
             stream.wait_stream(side)
-            with torch.cuda.graph(self.graph):
+            # thread_local: CUDA calls of other threads (a DataLoader's pin-memory thread) do
+            # not invalidate the capture.
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._advance(self.steps)
 
     def _advance(self, count: int) -> None:
@@ -322,16 +337,21 @@ class _FPSGraph:
 
     def run(self, planes: Tensor, current: Tensor, n_samples: int) -> Tensor:
         """planes (3, B, N), first picks (B,) -> (B, S) picks, queued on the current stream."""
-        stream = torch.cuda.current_stream(planes.device)
-        stream.wait_event(self.done)  # a previous run's clone, perhaps on another stream
+        if self.graph is not None:
+            stream = torch.cuda.current_stream(planes.device)
+            stream.wait_event(self.done)  # a previous run's clone, perhaps on another stream
         self.planes.copy_(planes)
         self.min_d2.fill_(float("inf"))
         self.current.copy_(current)
         self.step.zero_()
         for _ in range(math.ceil(n_samples / self.steps)):
-            self.graph.replay()
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._advance(self.steps)
         chosen = self.chosen[:, :n_samples].clone()
-        self.done.record(stream)
+        if self.graph is not None:
+            self.done.record(stream)
         return chosen
 
 
