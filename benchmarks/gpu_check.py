@@ -171,6 +171,29 @@ def semseg_step_seconds(amp: str, device: torch.device, batch: int, points: int,
     return timed_steps(step, device, warmup, repeats), peak_mb(device)
 
 
+def fps_eager_vs_graphs(report: Report, device: torch.device, smoke: bool) -> None:
+    """Farthest point sampling on CUDA: the eager loop vs replayed CUDA graphs, same picks?"""
+    from picat.models import ops
+
+    cases = [(4, 256, 128)] if smoke else [(32, 1024, 512), (2, 24000, 6000)]
+    for batch, points, picks in cases:
+        xyz = torch.rand(batch, points, 3, generator=torch.Generator().manual_seed(0)).to(device)
+        results: dict[bool, torch.Tensor] = {}
+        for graphs in (False, True):
+            def pick(_: int, graphs: bool = graphs, xyz: torch.Tensor = xyz, picks: int = picks,
+                     results: dict = results) -> None:
+                results[graphs] = ops.farthest_point_sample(xyz, picks)
+
+            previous = ops.set_fps_cuda_graphs(graphs)
+            try:
+                seconds = timed_steps(pick, device, 1, 3)
+            finally:
+                ops.set_fps_cuda_graphs(previous)
+            report.add("fps", f"b{batch}_n{points}_s{picks}_{'graphs' if graphs else 'eager'}_ms",
+                       round(1000 * seconds, 2), "ms", "CUDA graph replay" if graphs else "eager loop")
+        report.add("fps", f"b{batch}_n{points}_s{picks}_identical", bool(torch.equal(results[False], results[True])))
+
+
 def run_tests(report: Report, timeout: int) -> None:
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", str(REPO / "tests")]
     started = time.time()
@@ -277,7 +300,7 @@ def main() -> int:
     parser.add_argument("--dag-dir", type=Path, help="a folder prepared with --prepare-dag")
     parser.add_argument("--prepare-dag", type=Path, metavar="DIR", help="run the CPU-only jobs of the tiny DAG, exit")
     parser.add_argument("--render-env", type=Path, default=REPO / ".envs" / "render")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["tests", "pretrain", "semseg", "dag"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["tests", "fps", "pretrain", "semseg", "dag"])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (checks the script; no figures)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dag-timeout", type=int, default=240)
@@ -301,6 +324,8 @@ def main() -> int:
     if not measure_steps:
         report.add("pretrain", "all", "skipped", "", "no CUDA device (run with --smoke to exercise the code on CPU)")
     batch, points, warmup, repeats = (4, 256, 1, 1) if args.smoke else (32, 1024, 3, 10)
+    if device.type == "cuda" and "fps" not in args.skip:
+        fps_eager_vs_graphs(report, device, args.smoke)
     if measure_steps and "pretrain" not in args.skip:
         for backbone in ("dgcnn", "pointnext"):
             for amp, cached in (("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)):
