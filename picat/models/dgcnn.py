@@ -179,7 +179,10 @@ class EdgeConv(nn.Module):
             a, b = a.to(torch.promote_types(a.dtype, torch.float32)), b.to(torch.promote_types(b.dtype, torch.float32))
             # Edge mean of h_ij = a_j + b_i: a_m counts once per edge that points at m (its
             # in-degree), b_i k times (once per edge leaving i).
-            in_degree = torch.bincount(rows.view(-1), minlength=batch * n_points).to(a.dtype)
+            # index_add_, not bincount: bincount's output size depends on the data, so on a GPU
+            # it waits for the device to learn it (the counts of 1.0 are exact in any order).
+            flat_rows = rows.view(-1)
+            in_degree = a.new_zeros(batch * n_points).index_add_(0, flat_rows, a.new_ones(flat_rows.shape))
             n_edges: float | Tensor = float(batch * n_points * k)
             n_rows: float | Tensor = float(batch * n_points)
             if across_ranks is not None:

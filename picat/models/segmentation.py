@@ -122,13 +122,18 @@ class DGCNNPartSegmenter(nn.Module):
             raise ValueError(f"category must be a ({batch},) tensor matching points {tuple(points.shape)}, got {shape}")
         if category.dtype != torch.long:
             raise ValueError(f"category must be int64 category indices, got {category.dtype}")
-        if batch and (int(category.min()) < 0 or int(category.max()) >= self.n_categories):
-            raise ValueError(f"category indices must lie in [0, {self.n_categories}), got "
-                             f"[{int(category.min())}, {int(category.max())}]")
+        in_range = (category >= 0) & (category < self.n_categories)
+        if category.device.type != "cuda":
+            if batch and not bool(in_range.all()):
+                raise ValueError(f"category indices must lie in [0, {self.n_categories}), got "
+                                 f"[{int(category.min())}, {int(category.max())}]")
+        else:  # checked on the device: a host read here would stall the GPU in every step
+            torch._assert_async(in_range.all(), f"category indices must lie in [0, {self.n_categories})")
 
         edge, embedded = self.backbone.point_features(points)  # (B, N, E_edge), (B, N, E)
         global_feature = embedded.amax(dim=1)  # (B, E)
-        one_hot = F.one_hot(category, self.n_categories).to(points.dtype)
+        # A comparison, not F.one_hot, which reads the indices' range on the host.
+        one_hot = (category[:, None] == torch.arange(self.n_categories, device=category.device)).to(points.dtype)
         category_feature = F.leaky_relu(self.category_bn(self.category_embed(one_hot)), NEGATIVE_SLOPE)  # (B, 64)
 
         weight = self.first.weight
