@@ -49,12 +49,14 @@ __all__ = ["farthest_point_sample", "ball_query", "knn", "gather_points", "squar
 
 # Elements of one chunk's (centres x points) distance block in ball_query and knn, by device.
 # A call holds four work tensors of that size (float distances, a float temporary, int32 keys,
-# a bool mask: 13 bytes per element in float32), reused from chunk to chunk. On the CPU, blocks
-# of 2**18 elements (1 MB of float32) stay in cache across those passes: measured about twice
-# as fast on 2 cores as 2**24 blocks, and 2.5x as fast as the dense (S, N) matrix. On an
-# accelerator, 2**24 (~220 MB of work tensors) keeps each kernel large enough for launch
-# overhead not to matter.
-CPU_CHUNK_ELEMENTS = 2**18
+# a bool mask: 13 bytes per element in float32, ~220 MB at 2**24), reused from chunk to chunk,
+# so the peak is bounded whatever S and N. Smaller CPU blocks looked faster on 24000-point
+# crops but made pre-training's searches (batch 32, 1024 points) 5-15x slower than the dense
+# version on 2 cores (ball query 1024 -> 512 centres: 2.8 s at 2**18, 1.5 s at 2**20, 0.58 s
+# at 2**22, 0.29 s at 2**24 vs 0.29 s dense; benchmarks/neighbour_memory.py for the large
+# clouds). On an accelerator 2**24 keeps each kernel large enough for launch overhead not to
+# matter.
+CPU_CHUNK_ELEMENTS = 2**24
 DEVICE_CHUNK_ELEMENTS = 2**24
 _chunk_elements: int | None = None  # None: the device's default above
 
