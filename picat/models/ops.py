@@ -245,12 +245,15 @@ def _fps_eager(planes: Tensor, current: Tensor, n_samples: int) -> Tensor:
     rows = torch.arange(batch, device=device)
     chosen = torch.empty(batch, n_samples, dtype=torch.long, device=device)
     min_d2 = torch.full((batch, n_points), float("inf"), dtype=planes.dtype, device=device)
+    # Two (B, N) work tensors reused by every step: on the CPU, fresh ones above malloc's mmap
+    # threshold (~128 KB: 32k points) cost a page fault per page at every step.
+    d2, term = torch.empty_like(min_d2), torch.empty_like(min_d2)
     for i in range(n_samples):
         chosen[:, i] = current
         centre = planes[:, rows, current]  # (3, B)
-        d2 = (planes[0] - centre[0, :, None]).square_()
-        d2.add_((planes[1] - centre[1, :, None]).square_())
-        d2.add_((planes[2] - centre[2, :, None]).square_())
+        torch.sub(planes[0], centre[0, :, None], out=d2).square_()
+        d2.add_(torch.sub(planes[1], centre[1, :, None], out=term).square_())
+        d2.add_(torch.sub(planes[2], centre[2, :, None], out=term).square_())
         torch.minimum(min_d2, d2, out=min_d2)
         # argmax returns the first maximal index: the deterministic tie rule.
         current = min_d2.argmax(dim=1)
