@@ -17,8 +17,8 @@ with respect to the features.
 Memory: ball query and kNN compare every centre with every point, but never hold the whole
 (B, S, N) distance matrix. They walk over chunks of centres (whole clouds at a time when a
 cloud fits) whose distance block has at most :func:`neighbour_chunk_elements` elements
-(by default 2**18 on the CPU, 2**24 on an accelerator; 13 bytes of work tensors per
-element), so the peak is O(chunk x N) instead of O(S x N). PointNeXt-S on S3DIS compares
+(by default 2**24 on every device: :data:`CPU_CHUNK_ELEMENTS`, :data:`DEVICE_CHUNK_ELEMENTS`;
+13 bytes of work tensors per element), so the peak is O(chunk x N) instead of O(S x N). PointNeXt-S on S3DIS compares
 N / 4 centres with N points in its first set abstraction (and N fine with N / 4 coarse
 points in its last decoder level): for the whole-room test's sub-clouds of ~160k points
 (0.04 m voxels) the dense matrix alone would be 6.3e9 distances, 25 GB in float32. Each
