@@ -27,28 +27,30 @@ they hold every (centre, point) pair at once, 9 bytes per pair in ball query (fl
 distance, int32 key, bool mask).
 
 Measured (December 2026, 2-core AMD EPYC, quiet at the time, torch 2.14.1, float32, 2
-threads; the default run, 4 minutes, then ``--dense --rooms 125000``)::
+threads, chunks of 2**24 elements; the default run, 5 minutes, then ``--dense --rooms 125000``)::
 
     workload     impl  points  subcloud  subclouds  extra_mb  mb_per_1k  slope_mb_per_1k  seconds
-       train  chunked    3000      3000                130.7      43.56                      0.25
-       train  chunked    6000      6000                225.4      37.57            31.57     0.47
-       train  chunked   12000     12000                416.8      34.74            31.90     1.78
-       train  chunked   24000     24000                768.5      32.02            29.31     4.60
-        room  chunked  125000     26363         23     250.2       9.49                     43.28
-        room  chunked  250000     26590         34     319.1      12.00                     58.39
-        room  chunked  500000     26591         61     314.1      11.81                    112.86
+       train  chunked    3000      3000                121.8      40.62                      0.25
+       train  chunked    6000      6000                233.7      38.95            37.30     0.69
+       train  chunked   12000     12000                448.9      37.41            35.87     1.66
+       train  chunked   24000     24000                718.0      29.92            22.43     3.83
+        room  chunked  125000     26363         23     279.8      10.61                     51.46
+        room  chunked  250000     26590         34     328.0      12.34                     74.25
+        room  chunked  500000     26591         61     325.5      12.24                    126.45
        train    dense    3000      3000                139.0      46.34                      0.20
        train    dense    6000      6000                339.1      56.51            66.70     0.66
        train    dense   12000     12000               1099.7      91.64           126.77     3.71
        train    dense   24000     24000               3761.1     156.71           221.78    54.54
         room    dense  125000     26363         23    2172.9      82.42                    140.06
 
-(batch 2 for train; baseline ~620-670 MB). The chunked search grows by a constant ~30 MB per
-1000 points (the network's activations); the dense one by ever more (its N^2 / 4 pairs), and
-the whole-room test's memory depends on the sub-cloud, not on the room. Timings vary several
-fold with the machine's load.
+(batch 2 for train; baseline ~620-670 MB). The chunked search grows by a roughly constant
+~30-37 MB per 1000 points (the network's activations, plus the work buffers until they reach
+their 2**24-element cap); the dense one by ever more (its N^2 / 4 pairs), and the whole-room
+test's memory depends on the sub-cloud, not on the room (``--voxel-size 0.04 --rooms 125000``:
+7 sub-clouds of 88038 points, extra 736 MB, 126 s; dense would need ~17 GB for its first ball
+query). Timings vary several fold with the machine's load.
 
-Usage (from the repository root; the default run takes about 4 minutes on 2 quiet cores)::
+Usage (from the repository root; the default run takes about 5 minutes on 2 quiet cores)::
 
     .venv/bin/python benchmarks/neighbour_memory.py --out results/benchmarks/neighbour_memory.csv
     .venv/bin/python benchmarks/neighbour_memory.py --points 3000 6000 --rooms --dense   # old dense ops
