@@ -47,8 +47,10 @@ from picat.pretrain.losses import global_infonce, global_infonce_terms, local_in
 from picat.pretrain.model import PicAtPoint
 from picat.pretrain.samples import with_object_samples
 from picat.pretrain.tensorboard import open_tensorboard
+from picat.pretrain.visibility import visible_centres
 
 RESUME_FILE = "resume.pt"
+OCCLUSION_MODES = ("all", "visible")
 
 
 @dataclass
@@ -67,7 +69,15 @@ class TrainSettings:
     num_workers: int = 0
     grid: int = 7
     amp: str = "fp32"  # "fp32" | "bf16" | "auto" (bf16 on CUDA): see picat.accelerator
+    # Which local centres the local loss uses: "all" in the image (a centre on the hidden side
+    # is matched to the cell of the surface in front of it), or "visible" only, judged by a
+    # z-buffer of the cloud (picat.pretrain.visibility).
+    occlusion: str = "all"
     extra: dict[str, Any] = field(default_factory=dict)  # recorded, not interpreted here
+
+    def __post_init__(self) -> None:
+        if self.occlusion not in OCCLUSION_MODES:
+            raise ValueError(f"occlusion must be one of {', '.join(OCCLUSION_MODES)}, got {self.occlusion!r}")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,10 +105,13 @@ def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, sett
             global batch are gathered as negatives.
 
     Returns:
-        {"loss", "local", "global", "valid_fraction"}: scalar tensors, the global batch's values
-        (the same on every rank); "objective": the tensor to call ``backward`` on (this rank's
-        share, scaled so DDP's gradient average is the gradient of the global-batch loss; in a
-        single process it is "loss" itself).
+        {"loss", "local", "global", "valid_fraction", "kept_fraction"}: scalar tensors, the
+        global batch's values (the same on every rank); valid_fraction is the fraction of
+        local centres inside the image, kept_fraction the fraction the local loss uses (the
+        same under ``occlusion: all``; inside the image and visible under ``visible``);
+        "objective": the tensor to call ``backward`` on (this rank's share, scaled so DDP's
+        gradient average is the gradient of the global-batch loss; in a single process it is
+        "loss" itself).
     """
     if "image" in batch:
         if image_encoder is None:
@@ -115,57 +128,81 @@ def step_loss(model: nn.Module, batch: dict[str, Tensor], rotation: Tensor, sett
     # 8-bit mantissa would put an error of ~0.04 into every logit.
     out = {key: value.to(torch.promote_types(value.dtype, torch.float32)) for key, value in out.items()}
     with float32_losses(points.device):
-        return _losses(out, view, batch["proj"], settings, ranks)
+        return _losses(out, points, view, batch["proj"], settings, ranks)
 
 
-def _losses(out: dict[str, Tensor], view: Tensor, proj: Tensor, settings: TrainSettings,
+def local_targets(centres: Tensor, points: Tensor, view: Tensor, proj: Tensor,
+                  settings: TrainSettings) -> tuple[Tensor, Tensor, Tensor]:
+    """Each local centre's positive cell, whether it is in the image, and whether the loss uses it.
+
+    Args:
+        centres: (B, L, 3) the backbone's local centres. points: (B, N, C) the (rotated) clouds.
+        view, proj: (B, 4, 4) the (rotated) cameras.
+
+    Returns:
+        cells (B, L) long and valid (B, L) bool as :func:`project_to_cells` gives them, and
+        kept (B, L) bool: ``valid`` under ``occlusion: all``, ``valid`` and visible
+        (:func:`picat.pretrain.visibility.visible_centres`) under ``occlusion: visible``.
+    """
+    cells, valid = project_to_cells(centres, view, proj, settings.grid)
+    if settings.occlusion == "visible":
+        return cells, valid, valid & visible_centres(centres, points, view, proj)
+    return cells, valid, valid
+
+
+def _losses(out: dict[str, Tensor], points: Tensor, view: Tensor, proj: Tensor, settings: TrainSettings,
             ranks: Ranks) -> dict[str, Tensor]:
     """The losses of one step from the model's outputs (see :func:`step_loss`)."""
     if ranks.distributed:
-        return _sharded_losses(out, view, proj, settings, ranks)
+        return _sharded_losses(out, points, view, proj, settings, ranks)
     zero = view.new_zeros(())
-    losses = {"local": zero, "global": zero, "valid_fraction": zero}
+    losses = {"local": zero, "global": zero, "valid_fraction": zero, "kept_fraction": zero}
     if "z_global" in out:
         losses["global"] = global_infonce(out["z_global"], out["q_global"], settings.temperature)
     if "z_local" in out:
-        cells, valid = project_to_cells(out["centres"], view, proj, settings.grid)
-        losses["local"] = local_infonce(out["z_local"], out["q_local"], cells, valid, settings.temperature)
+        cells, valid, kept = local_targets(out["centres"], points, view, proj, settings)
+        losses["local"] = local_infonce(out["z_local"], out["q_local"], cells, kept, settings.temperature)
         losses["valid_fraction"] = valid.float().mean()
+        losses["kept_fraction"] = kept.float().mean()
     losses["loss"] = losses["local"] + losses["global"]
     losses["objective"] = losses["loss"]
     return losses
 
 
-def _sharded_losses(out: dict[str, Tensor], view: Tensor, proj: Tensor, settings: TrainSettings,
+def _sharded_losses(out: dict[str, Tensor], points: Tensor, view: Tensor, proj: Tensor, settings: TrainSettings,
                     ranks: Ranks) -> dict[str, Tensor]:
     """The losses of one rank's slice, with every rank's image embeddings as negatives.
 
-    With W ranks of b objects (global batch B = W b) and V valid local centres in the global
-    batch, the global-batch loss is L = S_glb / B + S_lcl / V, where S_* sums per-embedding
-    losses over all ranks. Rank r's objective is W (S_glb,r / B + S_lcl,r / V): summed over
+    With W ranks of b objects (global batch B = W b) and V kept local centres in the global
+    batch (visibility is decided per object, so each rank decides for its own objects), the
+    global-batch loss is L = S_glb / B + S_lcl / V, where S_* sums per-embedding losses over
+    all ranks. Rank r's objective is W (S_glb,r / B + S_lcl,r / V): summed over
     ranks it is W L, and DDP's average over ranks divides by W again.
     """
     some = next(iter(out.values()))
     per_rank, world, first = len(some), ranks.world_size, ranks.rank * len(some)
     zero = some.new_zeros(())
-    global_sum, local_sum, valid_count, centres = zero, zero, zero.long(), zero.long()
+    global_sum, local_sum, kept_count, valid_count, centres = zero, zero, zero.long(), zero.long(), zero.long()
     if "z_global" in out:
         images = ranks.gather(out["q_global"])
         global_sum = global_infonce_terms(out["z_global"], images, settings.temperature, first_positive=first)
     if "z_local" in out:
-        cells, valid = project_to_cells(out["centres"], view, proj, settings.grid)
+        cells, valid, kept = local_targets(out["centres"], points, view, proj, settings)
         image_cells = ranks.gather(out["q_local"])
-        local_sum, valid_count = local_infonce_terms(out["z_local"], image_cells, cells, valid, settings.temperature,
-                                                     first_object=first)
+        local_sum, kept_count = local_infonce_terms(out["z_local"], image_cells, cells, kept, settings.temperature,
+                                                    first_object=first)
+        valid_count = valid.sum()
         centres = centres + valid.numel()
     # One all-reduce (float64: sums and counts stay exact) gives every rank the global values;
     # they stay on the device (no host read, so the step never waits for the GPU).
-    totals = ranks.sum(torch.stack([t.detach().double() for t in (global_sum, local_sum, valid_count, centres)]))
-    batch_size, valid_total = per_rank * world, totals[2].clamp_min(1.0)
-    objective = world * (global_sum / batch_size + local_sum / valid_total.to(zero.dtype))
+    totals = ranks.sum(torch.stack([t.detach().double()
+                                    for t in (global_sum, local_sum, kept_count, centres, valid_count)]))
+    batch_size, kept_total = per_rank * world, totals[2].clamp_min(1.0)
+    objective = world * (global_sum / batch_size + local_sum / kept_total.to(zero.dtype))
     losses = {"global": (totals[0] / batch_size).to(zero.dtype),
-              "local": (totals[1] / valid_total).to(zero.dtype),
-              "valid_fraction": (totals[2] / totals[3].clamp_min(1.0)).to(zero.dtype)}
+              "local": (totals[1] / kept_total).to(zero.dtype),
+              "valid_fraction": (totals[4] / totals[3].clamp_min(1.0)).to(zero.dtype),
+              "kept_fraction": (totals[2] / totals[3].clamp_min(1.0)).to(zero.dtype)}
     losses["loss"] = losses["local"] + losses["global"]
     losses["objective"] = objective
     return losses
@@ -212,7 +249,7 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
             never waits for the device.
 
     Returns:
-        The per-epoch history (epoch, loss, local, global, valid_fraction, seconds, lr).
+        The per-epoch history (epoch, loss, local, global, valid_fraction, kept_fraction, seconds, lr).
 
     Raises:
         NonFiniteLossError: on a NaN or infinite loss, naming epoch and step.
@@ -239,7 +276,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     resume_path = run_dir / RESUME_FILE
     if resume_path.is_file():
         state = torch.load(resume_path, map_location=device, weights_only=False)
-        if state["settings"] != asdict(settings):
+        # A resume state from before the occlusion option was trained with every centre.
+        if {"occlusion": "all", **state["settings"]} != asdict(settings):
             raise RuntimeError(f"{resume_path} was written with other settings; delete it to start afresh")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -261,7 +299,7 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         model.train()
         sampler.set_epoch(epoch)
         started = time.time()
-        sums = DeviceSums(("loss", "local", "global", "valid_fraction"), device)
+        sums = DeviceSums(("loss", "local", "global", "valid_fraction", "kept_fraction"), device)
         guard = FiniteLossGuard(device, check_every, lambda step, epoch=epoch: _non_finite(epoch, step))
         progress = tqdm(loader, desc=f"[pretrain] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
                         mininterval=0.5 if interactive else 30.0, dynamic_ncols=interactive, disable=not ranks.is_main)
@@ -299,6 +337,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
                     board.add_scalar(f"epoch/{key}", value, epoch + 1)
             board.flush()
         in_view = f", {100 * row['valid_fraction']:.0f}% centres in view" if model.settings.local_loss else ""
+        if model.settings.local_loss and settings.occlusion == "visible":
+            in_view += f", {100 * row['kept_fraction']:.0f}% visible"
         print(f"[pretrain] epoch {epoch + 1}/{settings.epochs} loss {row['loss']:.4f} (local {row['local']:.4f}, "
               f"global {row['global']:.4f}{in_view}) {row['seconds']:.1f} s", file=log, flush=True)
         if math.isnan(row["loss"]):

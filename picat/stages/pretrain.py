@@ -84,6 +84,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr_point=settings["lr_point"],
         lr_image=settings["lr_image"], weight_decay=settings["weight_decay"], temperature=settings["temperature"],
         rotation=settings["rotation"], up_axis=up_axis, seed=seed, num_workers=settings["num_workers"], amp=amp,
+        occlusion=settings.get("occlusion", "all"),  # optional in the config: older blocks train on every centre
         extra={"backbone": backbone_name, "options": options, "variant": variant, "n_points": settings["n_points"],
                "latent_dim": settings["latent_dim"], "pose_dim": settings["pose_dim"],
                "image_backbone": image_description},
@@ -113,7 +114,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
     metadata = {
         "variant": variant, "seed": seed, "suite": suite, "image_backbone": image_description,
         "precision": precision_label(amp, pick_device(device)),
-        "settings": pretrain_run_settings(settings, backbone_name),
+        "settings": {"occlusion": train_settings.occlusion, **pretrain_run_settings(settings, backbone_name)},
         "history": history, "picat_version": __version__,
         "trainable_parameters": {"backbone": count_trainable(backbone), "total": count_trainable(model)},
     }
