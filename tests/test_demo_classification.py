@@ -312,3 +312,58 @@ def test_pb_t50_rs_is_obj_bg_turned_about_y_and_shifted(scans):
         assert distance_to_mesh(pb.points[i][mask][:48], object_mesh(pb, i)).max() < ON_SURFACE
     # More background than obj_bg on average (the crop slid off the object).
     assert (1 - pb.masks.mean()) > (1 - obj_bg.masks.mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Yaw: objects turned about the up axis (stand-ins with headroom, issue 12)
+
+
+def _yaw_of(transform: np.ndarray) -> float:
+    """The angle about +Y of a similarity's rotation (x' = c x + s z)."""
+    linear = transform[:3, :3] / np.linalg.norm(transform[:3, 0])
+    np.testing.assert_allclose(linear[1], [0.0, 1.0, 0.0], atol=1e-9)  # a turn about the up axis only
+    return float(np.arctan2(linear[0, 2], linear[0, 0]))
+
+
+def test_random_yaw_turns_each_clean_object_by_its_own_angle_and_keeps_the_points(clean):
+    turned = clean_objects(PER_CATEGORY, N_POINTS, SEED, "train", yaw="random")
+    np.testing.assert_array_equal(turned.shape_seeds, clean.shape_seeds)
+    np.testing.assert_array_equal(turned.labels, clean.labels)
+    angles = np.array([_yaw_of(t) for t in turned.transforms])
+    assert len(np.unique(np.round(angles, 6))) == len(angles)  # one angle per object
+    assert np.abs(angles).max() > 1.0  # genuinely turned, not a tiny wobble
+    for i in range(0, len(clean.labels), 5):
+        # The recorded transform still takes the generator's mesh onto the turned cloud.
+        assert distance_to_mesh(turned.points[i, :32], object_mesh(turned, i)).max() < 1e-5
+        # Same surface samples: turning and renormalising the canonical cloud gives the turned one.
+        relative = turned.transforms[i] @ np.linalg.inv(clean.transforms[i])
+        expected = clean.points[i].astype(np.float64) @ relative[:3, :3].T + relative[:3, 3]
+        np.testing.assert_allclose(turned.points[i], expected, atol=1e-5)
+        np.testing.assert_allclose(turned.normals[i], clean.normals[i] @ (relative[:3, :3] / np.linalg.norm(
+            relative[:3, 0])).T, atol=1e-5)
+    lo, hi = turned.points.min(axis=1), turned.points.max(axis=1)
+    np.testing.assert_allclose((lo + hi) / 2, 0.0, atol=1e-5)  # still normalised
+    np.testing.assert_allclose(np.linalg.norm(turned.points, axis=2).max(axis=1), 1.0, atol=1e-5)
+    again = clean_objects(PER_CATEGORY, N_POINTS, SEED, "train", yaw="random")
+    np.testing.assert_array_equal(again.points, turned.points)
+
+
+def test_random_yaw_turns_obj_only_and_obj_bg_by_one_angle_and_leaves_pb_t50_rs(scans):
+    turned = scan_variants(SCAN_VARIANTS, PER_CATEGORY, N_POINTS, SEED, "train", yaw="random")
+    np.testing.assert_array_equal(turned["pb_t50_rs"].points, scans["pb_t50_rs"].points)
+    for variant in ("obj_only", "obj_bg"):
+        np.testing.assert_array_equal(turned[variant].masks, scans[variant].masks)
+        for i in range(len(scans[variant].labels)):
+            relative = turned[variant].transforms[i] @ np.linalg.inv(scans[variant].transforms[i])
+            expected = scans[variant].points[i].astype(np.float64) @ relative[:3, :3].T + relative[:3, 3]
+            np.testing.assert_allclose(turned[variant].points[i], expected, atol=1e-5)
+    angles = {v: np.array([_yaw_of(t) - _yaw_of(s) for t, s in zip(turned[v].transforms, scans[v].transforms,
+                                                                     strict=True)])
+              for v in ("obj_only", "obj_bg")}
+    np.testing.assert_allclose(np.cos(angles["obj_only"]), np.cos(angles["obj_bg"]), atol=1e-9)
+    assert np.abs(np.sin(angles["obj_bg"])).max() > 0.5
+
+
+def test_unknown_yaw_is_rejected_by_name():
+    with pytest.raises(ValueError, match="yaw must be one of"):
+        clean_objects(1, 16, 0, "train", categories=("table",), yaw="sideways")

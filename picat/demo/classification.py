@@ -64,7 +64,7 @@ scenes and scan in every scan variant.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +139,12 @@ class StandinSet:
 # Streams of one object (last element of its SeedSequence spawn key).
 _SHAPE_STREAM, _SCENE_STREAM, _SCAN_STREAM, _CLEAN_STREAM = 0, 1, 2, 3
 _VARIANT_STREAM = 4  # + index in SCAN_VARIANTS
+_YAW_STREAM = 16  # after the variant streams (4 + len(SCAN_VARIANTS)), with room for more
+
+# How a cloud is turned about the up axis: "canonical" keeps the object's front towards +Z
+# (ModelNet40's aligned models), "random" turns it by a uniform angle (an object standing
+# any way in its room, as ScanObjectNN's scans are expressed in the room's frame).
+YAW_MODES = ("canonical", "random")
 
 
 def object_key(split_index: int, category: str, index: int) -> tuple[int, int, int]:
@@ -201,6 +207,33 @@ def _resample(
     return np.sort(np.concatenate([candidates, extra]))
 
 
+def _rotation_about_up(angle: float) -> np.ndarray:
+    """(3, 3) rotation by ``angle`` radians about +Y."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _turned(points: np.ndarray, normals: np.ndarray | None, transform: np.ndarray, yaw: str,
+            rng_of_object: Callable[[], np.random.Generator]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A normalised cloud (N, 3) turned about the up axis by a random angle, and renormalised.
+
+    ``yaw`` "canonical" returns the inputs unchanged (and draws nothing). The turn moves the
+    axis-aligned bounding box, so the cloud is renormalised (box centre at the origin,
+    farthest point at 1) and ``transform`` (4, 4) composed with both; normals (N, 3) turn too.
+    """
+    if yaw not in YAW_MODES:
+        raise ValueError(f"yaw must be one of {YAW_MODES}, got {yaw!r}")
+    if yaw == "canonical":
+        return points, normals, transform
+    rotation = _rotation_about_up(float(rng_of_object().uniform(-np.pi, np.pi)))
+    turned, normalisation = _normalise(points @ rotation.T)
+    turn = np.eye(4)
+    turn[:3, :3] = rotation
+    if normals is not None:
+        normals = normals @ rotation.T
+    return turned, normals, normalisation @ turn @ transform
+
+
 def _assemble(
     clouds: list[np.ndarray], labels: list[int], categories: tuple[str, ...], masks: list[np.ndarray] | None,
     seeds: list[int], transforms: list[np.ndarray],
@@ -220,9 +253,10 @@ def _assemble(
 
 
 def clean_objects(
-    per_category: int, n_points: int, seed: int, split: str, categories: Sequence[str] = CATEGORIES
+    per_category: int, n_points: int, seed: int, split: str, categories: Sequence[str] = CATEGORIES,
+    yaw: str = "canonical",
 ) -> StandinSet:
-    """Complete, uniformly sampled, normalised objects in canonical pose (ModelNet40's place).
+    """Complete, uniformly sampled, normalised objects (ModelNet40's place), canonical pose by default.
 
     Args:
         per_category: objects per category.
@@ -230,6 +264,8 @@ def clean_objects(
         seed: dataset seed (non-negative).
         split: one of ``SPLITS``; different splits never share an object.
         categories: the classes, in label order.
+        yaw: "canonical" (front +Z, as ModelNet40's aligned models) or "random" (each object
+            turned about the up axis by its own uniform angle; the same objects and points).
 
     Returns:
         A StandinSet of ``len(categories) * per_category`` clouds, category-major (object
@@ -246,8 +282,11 @@ def clean_objects(
             rng = stream(seed, key + (_CLEAN_STREAM,))
             points, faces = trimesh.sample.sample_surface(mesh, n_points, seed=int(rng.integers(2**63)))
             points, transform = _normalise(points)
+            normal = mesh.face_normals[faces] @ transform[:3, :3].T / np.linalg.norm(transform[:3, 0])
+            points, normal, transform = _turned(points, normal, transform, yaw,
+                                                lambda key=key: stream(seed, key + (_YAW_STREAM,)))
             clouds.append(points)
-            normals.append(mesh.face_normals[faces] @ transform[:3, :3].T / np.linalg.norm(transform[:3, 0]))
+            normals.append(normal)
             labels.append(label)
             seeds.append(shape_seed)
             transforms.append(transform)
@@ -289,12 +328,14 @@ def _cloud(
 
 def scan_variants(
     variants: Sequence[str], per_category: int, n_points: int, seed: int, split: str,
-    categories: Sequence[str] = CATEGORIES,
+    categories: Sequence[str] = CATEGORIES, yaw: str = "canonical",
 ) -> dict[str, StandinSet]:
     """Several scan variants at once, sharing each object's scene and scan.
 
     ``scan_variants(vs, ...)[v]`` equals ``scan_objects(v, ...)`` byte for byte; asking for
     all three together costs little more than one (the scan is the expensive part).
+    ``yaw`` "random" turns obj_only and obj_bg clouds about the up axis (one angle per
+    object, shared by both); pb_t50_rs is turned by its own perturbed box either way.
     """
     variants = tuple(variants)
     unknown = [v for v in variants if v not in SCAN_VARIANTS]
@@ -316,6 +357,9 @@ def scan_variants(
             for variant in variants:
                 rng = stream(seed, key + (_VARIANT_STREAM + SCAN_VARIANTS.index(variant),))
                 points, mask, transform = _cloud(variant, scene, scan, n_points, rng)
+                if variant != "pb_t50_rs":
+                    points, _, transform = _turned(points, None, transform, yaw,
+                                                   lambda key=key: stream(seed, key + (_YAW_STREAM,)))
                 clouds[variant].append(points)
                 masks[variant].append(mask)
                 transforms[variant].append(transform)
@@ -325,7 +369,8 @@ def scan_variants(
 
 
 def scan_objects(
-    variant: str, per_category: int, n_points: int, seed: int, split: str, categories: Sequence[str] = CATEGORIES
+    variant: str, per_category: int, n_points: int, seed: int, split: str, categories: Sequence[str] = CATEGORIES,
+    yaw: str = "canonical",
 ) -> StandinSet:
     """Partial, noisy single-view scans (ScanObjectNN's place), one of ``SCAN_VARIANTS``.
 
@@ -340,6 +385,7 @@ def scan_objects(
             and scenes in every variant.
         split: one of ``SPLITS``; different splits never share an object.
         categories: the classes, in label order.
+        yaw: "canonical" or "random" (see ``scan_variants``).
 
     Returns:
         A StandinSet of ``len(categories) * per_category`` clouds, category-major (object
@@ -348,4 +394,4 @@ def scan_objects(
     """
     if variant not in SCAN_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(SCAN_VARIANTS)}")
-    return scan_variants((variant,), per_category, n_points, seed, split, categories)[variant]
+    return scan_variants((variant,), per_category, n_points, seed, split, categories, yaw)[variant]

@@ -48,18 +48,20 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
     """Generate every stand-in for both splits and write them under ``out``.
 
     Args:
-        settings: the demo suite's ``standins`` block: train_per_category, test_per_category,
-            n_points, seed.
+        settings: the suite's ``standins`` block: train_per_category, test_per_category,
+            n_points, seed, and optionally clean_yaw and scan_yaw ("canonical", the default, or
+            "random": ``picat.demo.classification.YAW_MODES``).
 
     Returns:
         The summary written to ``out/standins.json``.
     """
     out = Path(out)
+    clean_yaw, scan_yaw = settings.get("clean_yaw", "canonical"), settings.get("scan_yaw", "canonical")
     summary: dict[str, Any] = {"settings": settings, "datasets": {}}
     for split in SPLITS:
         per_category = settings["train_per_category" if split == "train" else "test_per_category"]
         started = time.time()
-        clean = clean_objects(per_category, settings["n_points"], settings["seed"], split)
+        clean = clean_objects(per_category, settings["n_points"], settings["seed"], split, yaw=clean_yaw)
         points, = _shuffled(settings["seed"], np.concatenate([clean.points, clean.normals], axis=2))
         write_modelnet40_h5(out / "modelnet40_ply_hdf5_2048", split, points, clean.labels, clean.class_names)
         summary["datasets"][f"modelnet40/{split}"] = {"clouds": int(len(clean.labels)),
@@ -68,7 +70,8 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
               file=log, flush=True)
         started = time.time()
         # One scan of each object serves all three variants (the scan is the costly part).
-        all_scans = scan_variants(SCAN_VARIANTS, per_category, settings["n_points"], settings["seed"], split)
+        all_scans = scan_variants(SCAN_VARIANTS, per_category, settings["n_points"], settings["seed"], split,
+                                 yaw=scan_yaw)
         for variant, scans in all_scans.items():
             points, masks = _shuffled(settings["seed"], scans.points, scans.masks)
             write_scanobjectnn(out / "h5_files", variant, split, points, scans.labels, masks,
