@@ -68,12 +68,13 @@ def first_batch(dataset: ShardObjects, settings: TrainSettings, ranks: Ranks) ->
     return batch, batch_rotations(settings, 0, 0, len(items), ranks)
 
 
-def one_step(variant: str, dataset: ShardObjects, ranks: Ranks, backbone: str = "toy") -> dict:
+def one_step(variant: str, dataset: ShardObjects, ranks: Ranks, backbone: str = "toy",
+             settings: TrainSettings = SETTINGS) -> dict:
     """One forward/backward of a fresh toy model; the losses and each parameter's gradient."""
     model = build(variant, backbone=backbone)
     net = data_parallel(model, ranks, torch.device("cpu"))
-    batch, rotation = first_batch(dataset, SETTINGS, ranks)
-    losses = step_loss(net, batch, rotation, SETTINGS, ranks=ranks)
+    batch, rotation = first_batch(dataset, settings, ranks)
+    losses = step_loss(net, batch, rotation, settings, ranks=ranks)
     losses["objective"].backward()
     return {"losses": {key: float(value.detach()) for key, value in losses.items() if key != "objective"},
             "grads": {name: p.grad.clone() for name, p in model.named_parameters()}}
@@ -88,6 +89,7 @@ def _rank_main(rank: int, shards: list[Path], features: list[Path], folder: Path
         dataset = ShardObjects(shards, features, n_points=32)
         results: dict = {"steps": {variant: one_step(variant, dataset, ranks) for variant in STEP_VARIANTS}}
         results["dgcnn_step"] = one_step("full", dataset, ranks, backbone="dgcnn")
+        results["visible_step"] = one_step("full", dataset, ranks, settings=replace(SETTINGS, occlusion="visible"))
         # A fresh run, each rank given its own folder: only rank 0's may receive files.
         model = build()
         results["history"] = train(model, dataset, SETTINGS, folder / f"fresh_rank{rank}", device=torch.device("cpu"),
@@ -167,6 +169,22 @@ def test_dgcnn_edge_statistics_are_those_of_the_global_batch(toy_data, two_ranks
         assert_close_gradients(step["grads"], single["grads"])
 
 
+def test_visible_centres_only_step_equals_a_single_process(toy_data, two_ranks):  # noqa: F811
+    """occlusion: visible, where each rank judges its own objects' centres: the same losses,
+    kept fraction and gradients as one process on the global batch."""
+    shards, features = toy_data
+    settings = replace(SETTINGS, occlusion="visible")
+    single = one_step("full", ShardObjects(shards, features, 32), Ranks(), settings=settings)
+    everything = one_step("full", ShardObjects(shards, features, 32), Ranks())
+    assert single["losses"]["kept_fraction"] < single["losses"]["valid_fraction"]  # some centres are hidden
+    assert single["losses"]["local"] != everything["losses"]["local"]
+    for rank, results in enumerate(two_ranks[1]):
+        step = results["visible_step"]
+        for key in ("loss", "local", "global", "valid_fraction", "kept_fraction"):
+            assert step["losses"][key] == pytest.approx(single["losses"][key], rel=1e-5, abs=1e-6), (rank, key)
+        assert_close_gradients(step["grads"], single["grads"])
+
+
 def test_training_run_matches_and_only_rank_0_writes(toy_data, two_ranks, tmp_path):  # noqa: F811
     shards, features = toy_data
     folder, results = two_ranks
@@ -176,7 +194,7 @@ def test_training_run_matches_and_only_rank_0_writes(toy_data, two_ranks, tmp_pa
     for rank in range(WORLD):
         assert [row["epoch"] for row in results[rank]["history"]] == [1, 2]
         for ours, theirs in zip(results[rank]["history"], history, strict=True):
-            for key in ("loss", "local", "global", "valid_fraction"):
+            for key in ("loss", "local", "global", "valid_fraction", "kept_fraction"):
                 assert ours[key] == pytest.approx(theirs[key], rel=1e-5), (rank, key)
         assert_close_weights(results[rank]["state"], model.state_dict(), steps=2 * 4)
     assert (folder / "fresh_rank0" / "resume.pt").is_file()

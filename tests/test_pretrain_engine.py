@@ -240,3 +240,85 @@ def test_non_finite_loss_between_checks_is_caught_at_the_epoch_end(toy_data, tmp
     with pytest.raises(NonFiniteLossError, match="non-finite loss at epoch 1, step 1"):
         train(build(poison=True), ShardObjects(shards, features, 32), SETTINGS, tmp_path, device=torch.device("cpu"),
               log=io.StringIO(), check_every=1000)
+
+
+def hand_local_loss(model: PicAtPoint, batch: dict, rotation: torch.Tensor, visible: bool) -> dict:
+    """The local loss computed here from the model's outputs: every centre in the image, or
+    only those :func:`visible_centres` keeps."""
+    from picat.pretrain.correspondence import project_to_cells, rotate_with_cameras
+    from picat.pretrain.losses import local_infonce
+    from picat.pretrain.visibility import visible_centres
+
+    points, view = rotate_with_cameras(batch["points"], batch["view"], rotation)
+    out = model(points, view, batch["image_local"], batch["image_global"])
+    cells, valid = project_to_cells(out["centres"], view, batch["proj"])
+    kept = valid & visible_centres(out["centres"], points, view, batch["proj"]) if visible else valid
+    return {"local": local_infonce(out["z_local"], out["q_local"], cells, kept, SETTINGS.temperature),
+            "valid": valid, "kept": kept}
+
+
+def occlusion_batch(toy_data) -> tuple[dict, torch.Tensor]:
+    from picat.pretrain.correspondence import random_rotations
+
+    shards, features = toy_data
+    dataset = ShardObjects(shards, features, 32)
+    items = [(i, (7 * i) % 20) for i in range(0, 17, 2)]
+    batch = torch.utils.data.default_collate([dataset[i] for i in items])
+    return batch, random_rotations(len(items), "so3", generator=torch.Generator().manual_seed(4))
+
+
+def test_occlusion_visible_masks_the_local_loss_exactly_as_the_visibility_test_says(toy_data):
+    from dataclasses import replace
+
+    batch, rotation = occlusion_batch(toy_data)
+    model = build().eval()
+    with torch.no_grad():
+        losses = step_loss(model, batch, rotation, replace(SETTINGS, occlusion="visible"))
+        everything = step_loss(model, batch, rotation, SETTINGS)
+        hand = hand_local_loss(model, batch, rotation, visible=True)
+    hidden = hand["valid"] & ~hand["kept"]
+    assert 0 < int(hidden.sum()) < int(hand["valid"].sum())  # the toy clouds hide some centres, not all
+    assert torch.equal(losses["local"], hand["local"])
+    assert not torch.equal(losses["local"], everything["local"])
+    assert float(losses["valid_fraction"]) == float(hand["valid"].float().mean())  # still: inside the image
+    assert float(losses["kept_fraction"]) == float(hand["kept"].float().mean())
+    assert torch.equal(losses["global"], everything["global"])
+
+
+def test_occlusion_all_leaves_the_loss_as_it_was(toy_data):
+    batch, rotation = occlusion_batch(toy_data)
+    model = build().eval()
+    with torch.no_grad():
+        losses = step_loss(model, batch, rotation, SETTINGS)
+        hand = hand_local_loss(model, batch, rotation, visible=False)
+    assert SETTINGS.occlusion == "all"
+    assert torch.equal(losses["local"], hand["local"])
+    assert float(losses["kept_fraction"]) == float(losses["valid_fraction"]) == float(hand["valid"].float().mean())
+
+
+def test_occlusion_visible_trains_and_records_the_setting(toy_data, tmp_path):
+    from dataclasses import replace
+
+    shards, features = toy_data
+    settings = replace(SETTINGS, epochs=1, occlusion="visible")
+    history = train(build(), ShardObjects(shards, features, 32), settings, tmp_path, device=torch.device("cpu"),
+                    log=io.StringIO())
+    assert 0 < history[0]["kept_fraction"] < history[0]["valid_fraction"] and np.isfinite(history[0]["local"])
+    assert torch.load(tmp_path / "resume.pt", weights_only=False)["settings"]["occlusion"] == "visible"
+    # A resume state from before the option existed was trained on every centre: it resumes
+    # an `all` run and is refused for a `visible` one.
+    state = torch.load(tmp_path / "resume.pt", weights_only=False)
+    del state["settings"]["occlusion"]
+    torch.save(state, tmp_path / "resume.pt")
+    with pytest.raises(RuntimeError, match="other settings"):
+        train(build(), ShardObjects(shards, features, 32), settings, tmp_path, device=torch.device("cpu"),
+              log=io.StringIO())
+    log = io.StringIO()
+    train(build(), ShardObjects(shards, features, 32), replace(settings, occlusion="all"), tmp_path,
+          device=torch.device("cpu"), log=log)
+    assert "resuming" in log.getvalue()
+
+
+def test_unknown_occlusion_mode_is_refused():
+    with pytest.raises(ValueError, match="occlusion must be one of all, visible, got 'hidden'"):
+        TrainSettings(epochs=1, occlusion="hidden")
