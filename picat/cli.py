@@ -48,7 +48,7 @@ def _cmd_render_env(args: argparse.Namespace) -> None:
 def _cmd_corpus(args: argparse.Namespace) -> None:
     from picat.stages.corpus import build_corpus
 
-    build_corpus(args.settings, args.objects_per_shard, Path(args.out))
+    build_corpus(args.settings, args.objects_per_shard, Path(args.out), heldout=args.heldout)
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
@@ -216,14 +216,26 @@ def _cmd_figure4(args: argparse.Namespace) -> None:
     make_figure4(Path(args.checkpoint), [Path(path) for path in args.shards],
                  [Path(path) for path in args.features] if args.features else None, Path(args.out),
                  Path(args.summary) if args.summary else None, n_objects=args.n_objects, seed=args.seed,
-                 device=args.device)
+                 device=args.device, correspondence=Path(args.correspondence) if args.correspondence else None)
+
+
+def _cmd_correspondence(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.correspondence import run_correspondence
+
+    torch.set_num_threads(args.threads)
+    run_correspondence(Path(args.checkpoint), [Path(path) for path in args.shards],
+                       [Path(path) for path in args.features], Path(args.out), args.batch_size, seed=args.seed,
+                       device=args.device)
 
 
 def _cmd_tables(args: argparse.Namespace) -> None:
     from picat.stages.tables import collate
 
     collate([Path(path) for path in args.results], Path(args.out), Path(args.tables_dir), Path(args.figure2),
-            args.paper_suite, figure4_summaries=[Path(path) for path in args.figure4])
+            args.paper_suite, figure4_summaries=[Path(path) for path in args.figure4],
+            correspondence_results=[Path(path) for path in args.correspondence])
 
 
 def _cmd_check_config(args: argparse.Namespace) -> None:
@@ -261,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--settings", type=_json_arg, required=True, help="the suite's corpus block, as JSON")
     command.add_argument("--objects-per-shard", type=int, required=True)
     command.add_argument("--out", required=True)
+    command.add_argument("--heldout", action="store_true",
+                         help="write the held-out objects' heldout_NNNNN manifests (never pre-trained on)")
     command.set_defaults(run=_cmd_corpus)
 
     command = commands.add_parser("render", help="render one shard's meshes with BlenderProc")
@@ -366,8 +380,23 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=int, default=0)
     command.add_argument("--out", required=True, help="PNG to write")
     command.add_argument("--summary", help="JSON file for the similarity ranks of the exemplar points")
+    command.add_argument("--correspondence", help="the checkpoint's correspondence result (picat correspondence), "
+                                                  "quoted in the summary and caption")
     command.add_argument("--device", default="cpu")
     command.set_defaults(run=_cmd_figure4)
+
+    command = commands.add_parser("correspondence", help="top-1/top-5 retrieval of each local centre's own image "
+                                                         "cell on held-out objects (picat-only, not in the paper)")
+    command.add_argument("--checkpoint", required=True,
+                         help="a Pic@Point checkpoint.pt (a variant with the local loss)")
+    command.add_argument("--shards", nargs="+", required=True, help="held-out shards (heldout_NNNNN.h5)")
+    command.add_argument("--features", nargs="+", required=True, help="their encode caches, in the same order")
+    command.add_argument("--batch-size", type=int, required=True, help="object-views per batch of the batch task")
+    command.add_argument("--seed", type=int, default=0, help="seeds the fixed batch composition")
+    command.add_argument("--out", required=True, help="result JSON to write")
+    command.add_argument("--device", default="cpu")
+    command.add_argument("--threads", type=int, default=1)
+    command.set_defaults(run=_cmd_correspondence)
 
     command = commands.add_parser("tables", help="collate result records into the tables and Figure 2")
     command.add_argument("--results", nargs="+", required=True)
@@ -376,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--figure2", required=True, help="Figure 2 PNG")
     command.add_argument("--figure4", nargs="*", default=[],
                          help="Figure 4 summary JSONs (picat figure4 --summary), collated into figure4.csv")
+    command.add_argument("--correspondence", nargs="*", default=[],
+                         help="correspondence results (picat correspondence), collated into correspondence.csv")
     command.add_argument("--paper-suite", type=_json_arg, required=True,
                          help='{"pretrain", "image_backbone"} of the paper suite (to count its trainable parameters)')
     command.set_defaults(run=_cmd_tables)

@@ -72,6 +72,11 @@ def _check_runs_exist(settings: dict[str, Any], suite: str) -> None:
         if figure["variant"] not in runs.get(backbone, []) or figure["seed"] not in seeds:
             raise ConfigError(f"invalid config key '{suite}.figure4': {backbone} {figure['variant']} seed "
                               f"{figure['seed']} is not one of the pre-training runs ({suite}.pretrain)")
+    heldout = settings["corpus"]["heldout_objects"]
+    if figure["n_objects"] > heldout:
+        # Figure 4 draws its objects from the held-out ones.
+        raise ConfigError(f"invalid config key '{suite}.figure4.n_objects': {figure['n_objects']} objects, but "
+                          f"{suite}.corpus.heldout_objects holds out only {heldout}")
 
 
 def suite_settings(config: dict[str, Any]) -> dict[str, Any]:

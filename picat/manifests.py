@@ -8,6 +8,7 @@ rows, so a shard's content depends only on the corpus listing and the shard size
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -96,9 +97,32 @@ def split_into_shards(records: list[MeshRecord], objects_per_shard: int) -> list
     return [ordered[i : i + objects_per_shard] for i in range(0, len(ordered), objects_per_shard)]
 
 
-def shard_name(index: int) -> str:
-    """File stem of shard ``index``: ``shard_00000``."""
-    return f"shard_{index:05d}"
+def shard_name(index: int, prefix: str = "shard") -> str:
+    """File stem of shard ``index``: ``shard_00000`` (training), ``heldout_00000`` (held out)."""
+    return f"{prefix}_{index:05d}"
+
+
+def heldout_rank(object_id: str) -> bytes:
+    """The key that orders objects for the held-out draw: sha256 of the id (no seed, no listing order)."""
+    return hashlib.sha256(object_id.encode("utf-8")).digest()
+
+
+def split_heldout(records: list[MeshRecord], n_heldout: int) -> tuple[list[MeshRecord], list[MeshRecord]]:
+    """Split a listed corpus into (training, held-out): the ``n_heldout`` objects whose id hashes
+    lowest (:func:`heldout_rank`) are held out, and left out of the training records.
+
+    The draw depends only on the ids, so it is the same on every machine and in every run, and
+    it is spread over the categories as the hash spreads (no category is favoured).
+
+    Raises:
+        CorpusError: ``n_heldout`` is negative or leaves no training object.
+    """
+    if n_heldout < 0 or n_heldout >= len(records):
+        raise CorpusError(f"cannot hold out {n_heldout} of the corpus's {len(records)} objects "
+                          "(corpus.heldout_objects must be at least 0 and leave training objects)")
+    held = {record.object_id for record in sorted(records, key=lambda r: heldout_rank(r.object_id))[:n_heldout]}
+    return ([record for record in records if record.object_id not in held],
+            [record for record in records if record.object_id in held])
 
 
 def write_manifest(records: list[MeshRecord], path: Path) -> None:
@@ -125,8 +149,9 @@ def read_manifest(path: Path) -> list[MeshRecord]:
     return rows
 
 
-def write_shard_manifests(records: list[MeshRecord], objects_per_shard: int, out_dir: Path) -> int:
-    """Write ``manifest.tsv`` (the whole corpus) and ``shards/shard_NNNNN.tsv`` into ``out_dir``.
+def write_shard_manifests(records: list[MeshRecord], objects_per_shard: int, out_dir: Path,
+                          prefix: str = "shard") -> int:
+    """Write ``manifest.tsv`` (the whole listing) and ``shards/<prefix>_NNNNN.tsv`` into ``out_dir``.
 
     Returns:
         The number of shards.
@@ -135,5 +160,5 @@ def write_shard_manifests(records: list[MeshRecord], objects_per_shard: int, out
     shards = split_into_shards(records, objects_per_shard)
     write_manifest(sorted(records, key=lambda r: r.object_id), out_dir / "manifest.tsv")
     for index, shard in enumerate(shards):
-        write_manifest(shard, out_dir / "shards" / f"{shard_name(index)}.tsv")
+        write_manifest(shard, out_dir / "shards" / f"{shard_name(index, prefix)}.tsv")
     return len(shards)

@@ -20,6 +20,11 @@ farthest apart in the image is taken (a rule fixed before any similarity is seen
 reports, for each exemplar, the similarity at its own cell and that cell's rank among all
 g*g cells (1 = most similar; chance is (g*g + 1) / 2), plus the same rank averaged over every
 visible centre of the object, a less anecdotal number.
+
+The workflow draws the figure from the corpus's held-out shards (objects pre-training never
+read), and its summary and caption quote the correspondence metric of the same checkpoint
+(:mod:`picat.report.correspondence`: own-cell top-1/top-5 over every visible centre of every
+held-out object-view, against its baselines), so that the figure's claim is a number.
 """
 
 from __future__ import annotations
@@ -47,14 +52,11 @@ from picat.geometry import project_points  # noqa: E402
 from picat.models.factory import build_point_backbone, load_state_whole, read_checkpoint  # noqa: E402
 from picat.pretrain.correspondence import project_to_cells  # noqa: E402
 from picat.pretrain.model import PicAtPoint, VariantSettings  # noqa: E402
+from picat.report.correspondence import headline, mask_coverage, visible_on_mask  # noqa: E402
 from picat.shards import open_shard, read_strings  # noqa: E402
 
 EXEMPLAR_COLOURS = ("#e6194b", "#1e90ff")  # red and blue: distinct on the heatmap's colour map
 HEATMAP_CMAP = "viridis"
-# Visibility test: a centre is visible when no cloud point projecting within this uv radius
-# lies more than DEPTH_TOLERANCE (world units; clouds fill the unit sphere) in front of it.
-OCCLUSION_RADIUS_UV = 0.03
-DEPTH_TOLERANCE = 0.06
 # Exemplars are taken among centres whose cell is at least this much object (when two exist).
 MIN_CELL_COVERAGE = 0.5
 
@@ -132,7 +134,7 @@ def load_pretrained(checkpoint: Path, device: str = "cpu") -> PretrainedModel:
     )
 
 
-def _same_image_backbone(recorded: dict[str, Any], cached: dict[str, Any]) -> bool:
+def same_image_backbone(recorded: dict[str, Any], cached: dict[str, Any]) -> bool:
     """Whether a cache was made by the checkpoint's 2D backbone (package versions may differ)."""
     keys = ("name", "weights", "weights_sha256")
     return all(recorded.get(key) == cached.get(key) for key in keys)
@@ -189,7 +191,7 @@ def read_object_view(shard_path: Path, feature_path: Path | None, row: int, view
     if feature_path is not None:
         with h5py.File(feature_path, "r") as cache:
             cached_backbone = json.loads(cache.attrs.get("image_backbone", "{}"))
-            if not _same_image_backbone(image_backbone, cached_backbone):
+            if not same_image_backbone(image_backbone, cached_backbone):
                 raise ValueError(f"{feature_path} was encoded with image backbone {cached_backbone.get('name')} "
                                  f"({cached_backbone.get('weights')}), the checkpoint learned from "
                                  f"{image_backbone.get('name')} ({image_backbone.get('weights')})")
@@ -197,51 +199,6 @@ def read_object_view(shard_path: Path, feature_path: Path | None, row: int, view
                 raise ValueError(f"{feature_path}: object ids differ from its shard {shard_path}; re-encode it")
             item["image_local"] = cache["local"][row, view].astype(np.float32)
     return ObjectView(**item)
-
-
-def visible_on_mask(centres: np.ndarray, cloud: np.ndarray, view: np.ndarray, proj: np.ndarray,
-                    mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which centres the camera sees: in the image, on the object's mask, not occluded.
-
-    Occlusion is judged against the cloud itself: a centre is hidden when a cloud point that
-    projects close to it (``OCCLUSION_RADIUS_UV``) is more than ``DEPTH_TOLERANCE`` nearer.
-
-    Args:
-        centres: (L, 3) xyz. cloud: (N, 3) xyz of the whole cloud. view, proj: (4, 4).
-        mask: (H, W) bool object pixels.
-
-    Returns:
-        visible (L,) bool and uv (L, 2) of the centres.
-    """
-    uv, in_front = project_points(centres, view, proj)
-    cloud_uv, cloud_in_front = project_points(cloud, view, proj)
-    depth = -(np.c_[centres, np.ones(len(centres))] @ np.asarray(view, np.float64).T)[:, 2]  # OpenGL looks down -Z
-    cloud_depth = -(np.c_[cloud, np.ones(len(cloud))] @ np.asarray(view, np.float64).T)[:, 2]
-    cloud_depth = np.where(cloud_in_front, cloud_depth, np.inf)
-    near = np.linalg.norm(uv[:, None, :] - cloud_uv[None, :, :], axis=-1) < OCCLUSION_RADIUS_UV  # (L, N)
-    nearest = np.where(near, cloud_depth[None, :], np.inf).min(axis=1)
-    unoccluded = depth <= nearest + DEPTH_TOLERANCE
-    height, width = mask.shape
-    cols, rows = np.floor(uv[:, 0] * width).astype(int), np.floor(uv[:, 1] * height).astype(int)
-    inside = in_front & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    on_mask = np.zeros(len(centres), bool)
-    on_mask[inside] = mask[rows[inside], cols[inside]]
-    return inside & on_mask & unoccluded, uv
-
-
-def mask_coverage(mask: np.ndarray, grid: int) -> np.ndarray:
-    """(g*g,) fraction of each feature-map cell's pixels that show the object (row-major).
-
-    Args:
-        mask: (H, W) bool object pixels. grid: g; pixel (r, c) belongs to cell
-            (floor(r g / H), floor(c g / W)), as in :mod:`picat.models.image`.
-    """
-    height, width = mask.shape
-    rows = np.arange(height) * grid // height
-    cols = np.arange(width) * grid // width
-    cell_of_pixel = rows[:, None] * grid + cols[None, :]
-    covered = np.bincount(cell_of_pixel.ravel(), weights=mask.ravel().astype(float), minlength=grid * grid)
-    return covered / np.bincount(cell_of_pixel.ravel(), minlength=grid * grid)
 
 
 def farthest_pair(uv: np.ndarray, candidates: np.ndarray) -> tuple[int, int]:
@@ -301,7 +258,7 @@ def _image_encoder(pretrained: PretrainedModel, device: str) -> torch.nn.Module:
     if "name" not in recorded or "weights" not in recorded:
         raise ValueError(f"{pretrained.path}: no image backbone recorded; pass the feature caches instead")
     encoder = build_image_backbone(ImageBackboneSpec(recorded["name"], recorded["weights"]))
-    if not _same_image_backbone(recorded, encoder.describe()):
+    if not same_image_backbone(recorded, encoder.describe()):
         raise ValueError(f"{pretrained.path}: the image backbone weights found here differ from the ones it "
                          f"learned from (sha256 {recorded.get('weights_sha256')}); pass its feature caches instead")
     return encoder.to(device)
@@ -392,7 +349,7 @@ def _draw_heatmap(axes: plt.Axes, analysed: dict[str, Any], number: int, limits:
     return artist
 
 
-def _caption(pretrained: PretrainedModel) -> str:
+def _caption(pretrained: PretrainedModel, correspondence: dict[str, Any] | None = None) -> str:
     image = pretrained.image_backbone
     sha = str(image.get("weights_sha256") or "")[:12]
     weights = f"{image.get('name', '?')} weights {image.get('weights', '?')}" + (f" (sha256 {sha}...)" if sha else "")
@@ -403,11 +360,26 @@ def _caption(pretrained: PretrainedModel) -> str:
             "left: cloud from the view's camera (near points dark), exemplars in colour; "
             "middle/right: cosine similarity\n"
             "of the exemplar's local embedding to each image cell "
-            "(outlined: the cell it projects into; star: its projection)")
+            "(outlined: the cell it projects into; star: its projection)"
+            + ("" if correspondence is None else "\n" + _correspondence_line(correspondence)))
+
+
+def _correspondence_line(numbers: dict[str, Any]) -> str:
+    """The correspondence metric's headline (:func:`picat.report.correspondence.headline`) as a caption line."""
+    def percent(key: str) -> str:
+        value = numbers.get(key)
+        return "n/a" if value is None else f"{value:.1f}"
+
+    return (f"held-out objects: own cell top-1/top-5 among {numbers['cells']} cells {percent('model_view_top1')}/"
+            f"{percent('model_view_top5')}% (object-mean {percent('object_mean_view_top1')}/"
+            f"{percent('object_mean_view_top5')}, mask prior {percent('mask_prior_view_top1')}/"
+            f"{percent('mask_prior_view_top5')}, chance {percent('chance_view_top1')}/{percent('chance_view_top5')}; "
+            f"{numbers['n_centres']} centres, {numbers['n_object_views']} object-views)")
 
 
 def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Path] | None, out_png: Path,
-                 n_objects: int = 3, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+                 n_objects: int = 3, seed: int = 0, device: str = "cpu",
+                 correspondence: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plot Figure 4 to ``out_png`` (written atomically) and return its numbers.
 
     Args:
@@ -424,7 +396,13 @@ def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Pa
         exemplars, ``visible_mean_rank`` over every visible centre, ``chance_rank`` ((g*g + 1) / 2)
         and ``object_cell_mean_rank``: the mean rank, for the same visible centres, of a cell that is
         at least half object (a visible centre ranking its own cell better than this localises
-        within the object, not only object against background).
+        within the object, not only object against background); with ``correspondence`` (the
+        correspondence metric's result for the same checkpoint,
+        :func:`picat.report.correspondence.evaluate_correspondence`) also ``correspondence``:
+        its headline (own-cell top-1/top-5 against the baselines, with n), quoted in the caption.
+
+    Raises:
+        ValueError: ``correspondence`` was measured on another checkpoint.
     """
     shards = [Path(path) for path in shards]
     if not shards:
@@ -432,6 +410,12 @@ def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Pa
     if features is not None and len(features) != len(shards):
         raise ValueError(f"got {len(features)} feature files for {len(shards)} shards")
     pretrained = load_pretrained(checkpoint, device)
+    numbers = None
+    if correspondence is not None:
+        if Path(correspondence["checkpoint"]).resolve() != pretrained.path.resolve():
+            raise ValueError(f"the correspondence result is of {correspondence['checkpoint']}, "
+                             f"Figure 4 draws {pretrained.path}")
+        numbers = headline(correspondence)
     encoder = _image_encoder(pretrained, device) if features is None else None
     analysed = []
     for number, row, view in choose_objects(shards, n_objects, seed):
@@ -450,12 +434,15 @@ def plot_figure4(checkpoint: Path, shards: Sequence[Path], features: Sequence[Pa
                 artist = _draw_heatmap(row_axes[1 + number], entry, number, limits)
         figure.colorbar(artist, ax=axes[:, 1:].ravel().tolist(), shrink=0.8,
                         label="cosine similarity, local point vs image cell embedding")
-        figure.suptitle(_caption(pretrained), fontsize=8)
+        figure.suptitle(_caption(pretrained, numbers), fontsize=8)
         with atomic_path(Path(out_png)) as temporary:
             figure.savefig(temporary, format="png", dpi=120)
     finally:
         plt.close(figure)
-    return _summary(pretrained, analysed)
+    summary = _summary(pretrained, analysed)
+    if numbers is not None:
+        summary["correspondence"] = numbers
+    return summary
 
 
 def _summary(pretrained: PretrainedModel, analysed: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,11 @@
 ``picat figure4`` writes one JSON summary per backbone; this module collates them into
 ``results/tables/figure4.csv``, one row per summary, so that the figure's measurable claim
 (the exemplar's own 7x7 cell ranks near the top of the 49 cells, chance being 25) sits with
-the other tables and names the suite and image weights that made it.
+the other tables and names the suite and image weights that made it. Where the summary quotes
+the correspondence metric of its checkpoint (the workflow's do), the row also carries the
+figure's claim as a number: the own cell's top-1/top-5 among the view's cells over every
+visible centre of every held-out object-view, beside the object-mean and mask-prior
+baselines and chance, with n (:mod:`picat.report.correspondence`); empty otherwise.
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ import pandas as pd
 
 from picat.atomic import atomic_path
 
+# The correspondence metric's headline numbers (keys of picat.report.correspondence.headline).
+CORRESPONDENCE_COLUMNS = ("model_view_top1", "model_view_top5", "object_mean_view_top1", "object_mean_view_top5",
+                          "mask_prior_view_top1", "mask_prior_view_top5", "chance_view_top1", "chance_view_top5",
+                          "n_centres", "n_object_views")
 COLUMNS = ("suite", "backbone", "variant", "seed", "image_backbone", "image_weights", "objects", "cells",
-           "exemplar_mean_rank", "visible_mean_rank", "object_cell_mean_rank", "chance_rank", "checkpoint")
+           "exemplar_mean_rank", "visible_mean_rank", "object_cell_mean_rank", "chance_rank",
+           *CORRESPONDENCE_COLUMNS, "checkpoint")
 _REQUIRED = ("suite", "backbone", "variant", "seed", "image_backbone", "objects", "cells", "mean_rank",
              "visible_mean_rank", "object_cell_mean_rank", "chance_rank", "checkpoint")
 
@@ -44,6 +53,7 @@ def figure4_rows(summary_paths: Sequence[Path]) -> pd.DataFrame:
             "cells": summary["cells"], "exemplar_mean_rank": summary["mean_rank"],
             "visible_mean_rank": summary["visible_mean_rank"],
             "object_cell_mean_rank": summary["object_cell_mean_rank"], "chance_rank": summary["chance_rank"],
+            **{column: summary.get("correspondence", {}).get(column) for column in CORRESPONDENCE_COLUMNS},
             "checkpoint": summary["checkpoint"],
         })
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -13,6 +13,7 @@ import torch
 from picat.models.factory import build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.model import PicAtPoint
+from picat.report.correspondence_table import write_correspondence_tables
 from picat.report.figure2 import plot_figure2
 from picat.report.figure4_table import write_figure4_table
 from picat.report.paper_tables import write_summary_tables
@@ -34,9 +35,11 @@ def paper_configuration_parameters(paper_suite: dict[str, Any]) -> int:
 
 
 def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figure2: Path, paper_suite: dict[str, Any],
-            figure4_summaries: Sequence[Path] = (), log: TextIO = sys.stderr) -> None:
-    """Write the long table, the paper-shaped tables and Figure 2 from ``result_paths``, and
-    ``figure4.csv`` (the exemplar ranks) from ``figure4_summaries`` when there are any."""
+            figure4_summaries: Sequence[Path] = (), log: TextIO = sys.stderr,
+            correspondence_results: Sequence[Path] = ()) -> None:
+    """Write the long table, the paper-shaped tables and Figure 2 from ``result_paths``,
+    ``figure4.csv`` (the exemplar ranks) from ``figure4_summaries`` when there are any, and
+    ``correspondence.csv`` plus its long-table rows from ``correspondence_results`` (picat-only)."""
     if not result_paths:
         raise ValueError("no result files to collate")
     summary = summarise(load_results(result_paths))
@@ -45,5 +48,9 @@ def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figu
     plot_figure2(summary, figure2, parameters)
     if figure4_summaries:
         write_figure4_table(figure4_summaries, Path(tables_dir) / "figure4.csv")
+    if correspondence_results:
+        write_correspondence_tables(correspondence_results, Path(tables_dir) / "correspondence.csv", Path(out_long))
+    else:  # never leave an earlier run's table beside this run's
+        (Path(tables_dir) / "correspondence.csv").unlink(missing_ok=True)
     print(f"[tables] {len(result_paths)} result records -> {out_long}, {tables_dir}/, {figure2} "
           f"(paper configuration: {parameters / 1e6:.2f} M trainable pre-training parameters)", file=log, flush=True)

@@ -29,7 +29,7 @@ os.environ.update(job_environment(os.environ, sys.executable, workflow.basedir))
 
 wildcard_constraints:
     suite="demo|paper",
-    shard=r"shard_\d{5}",
+    shard=r"(shard|heldout)_\d{5}",  # training shards, and held-out objects pre-training never reads
     backbone="dgcnn|pointnext",
     variant="full|no_local|no_global|no_pose|normals",
     seed=r"[0-9]+",
@@ -93,6 +93,36 @@ def shard_files(wildcards) -> list[str]:
 
 def feature_files(wildcards) -> list[str]:
     return expand("results/features/{suite}/{shard}.h5", suite=wildcards.suite, shard=shard_names(wildcards))
+
+
+def corpus_settings(suite: str) -> str:
+    """The corpus rule's settings: the demo's training meshes do not depend on the held-out count
+    (held-out meshes are generated apart), a real corpus's do (held-out ids leave its shards)."""
+    corpus = config[suite]["corpus"]
+    return as_json({k: v for k, v in corpus.items() if k != "heldout_objects" or corpus["kind"] != "demo"})
+
+
+def manifest_file(wildcards) -> str:
+    """A shard's manifest: training shards from the corpus checkpoint, held-out ones from heldout_corpus."""
+    folder = "heldout_corpus" if wildcards.shard.startswith("heldout_") else "corpus"
+    return f"results/{folder}/{wildcards.suite}/shards/{wildcards.shard}.tsv"
+
+
+def heldout_names(suite: str) -> list[str]:
+    """Held-out shard names of the suite, known once the heldout_corpus checkpoint has run."""
+    corpus_dir = checkpoints.heldout_corpus.get(suite=suite).output[0]
+    return sorted(path.stem for path in Path(corpus_dir, "shards").glob("heldout_*.tsv"))
+
+
+def heldout_shard_files(wildcards) -> list[str]:
+    """The held-out objects' shards (never an input of pretrain_run)."""
+    suite = getattr(wildcards, "suite", SUITE)
+    return expand("results/shards/{suite}/{shard}.h5", suite=suite, shard=heldout_names(suite))
+
+
+def heldout_feature_files(wildcards) -> list[str]:
+    suite = getattr(wildcards, "suite", SUITE)
+    return expand("results/features/{suite}/{shard}.h5", suite=suite, shard=heldout_names(suite))
 
 
 def suite_shard_files(wildcards) -> list[str]:
@@ -224,6 +254,23 @@ def downstream_results(suite: str) -> list[str]:
 def figure4_checkpoint(wildcards) -> str:
     figure4 = config[SUITE]["figure4"]
     return f"results/pretrain/{SUITE}/{wildcards.backbone}/{figure4['variant']}/seed{figure4['seed']}/checkpoint.pt"
+
+
+def correspondence_result(suite: str, backbone: str, variant: str, seed) -> str:
+    return f"results/correspondence/{suite}/{backbone}_{variant}/seed{seed}.json"
+
+
+def correspondence_targets(suite: str) -> list[str]:
+    """The correspondence metric (picat-only) of every pre-training run of a listed variant."""
+    wanted = config[suite]["correspondence"]["variants"]
+    return [correspondence_result(suite, backbone, variant, seed)
+            for backbone, variant, seed in pretrain_runs(config[suite]["pretrain"]) if variant in wanted]
+
+
+def figure4_correspondence(wildcards) -> str:
+    """The correspondence result of Figure 4's checkpoint (its summary quotes the headline)."""
+    figure4 = config[SUITE]["figure4"]
+    return correspondence_result(SUITE, wildcards.backbone, figure4["variant"], figure4["seed"])
 
 
 def figure4_summaries(suite: str) -> list[str]:

@@ -3,11 +3,40 @@
 # are marked for `snakemake --report results/report.html` (captions: workflow/report/).
 
 
+# The correspondence metric (picat-only): one job per checkpoint with the local heads, on the
+# held-out objects (picat/report/correspondence.py).
+rule correspondence:
+    input:
+        checkpoint="results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt",
+        shards=heldout_shard_files,
+        features=heldout_feature_files,
+    output:
+        "results/correspondence/{suite}/{backbone}_{variant}/seed{seed}.json",
+    log:
+        "results/logs/{suite}/correspondence/{backbone}_{variant}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/correspondence/{backbone}_{variant}_seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 20 if w.suite == "demo" else 120,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        batch_size=lambda w: config[w.suite]["correspondence"]["batch_size"],
+        seed=lambda w: config[w.suite]["correspondence"]["seed"],
+    shell:
+        "python -m picat correspondence --checkpoint {input.checkpoint:q} --shards {input.shards:q} "
+        "--features {input.features:q} --batch-size {params.batch_size} --seed {params.seed} --threads {threads} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
 rule figure4:
     input:
         checkpoint=figure4_checkpoint,
-        shards=suite_shard_files,
-        features=suite_feature_files,
+        shards=heldout_shard_files,
+        features=heldout_feature_files,
+        correspondence=figure4_correspondence,
     output:
         png=report("results/figures/figure4_{backbone}.png", caption="../report/figure4.rst", category="Figures",
                    labels={"figure": "Figure 4", "backbone": "{backbone}"}),
@@ -28,13 +57,14 @@ rule figure4:
     shell:
         "python -m picat figure4 --checkpoint {input.checkpoint:q} --shards {input.shards:q} --features {input.features:q} "
         "--n-objects {params.n_objects} --seed {params.seed} --out {output.png:q} --summary {output.summary:q} "
-        "> {log:q} 2>&1"
+        "--correspondence {input.correspondence:q} > {log:q} 2>&1"
 
 
 rule tables:
     input:
         results=downstream_results(SUITE),
         figure4=figure4_summaries(SUITE),
+        correspondence=correspondence_targets(SUITE),
     # report(...) puts the tables and Figure 2 into `snakemake --report results/report.html`.
     output:
         long=report("results/tables.csv", caption="../report/tables_long.rst", category="Tables",
@@ -57,4 +87,5 @@ rule tables:
         paper_suite=as_json({"pretrain": config["paper"]["pretrain"], "image_backbone": config["paper"]["image_backbone"]}),
     shell:
         "python -m picat tables --results {input.results:q} --out {output.long:q} --tables-dir {output.tables:q} "
-        "--figure2 {output.figure2:q} --figure4 {input.figure4:q} --paper-suite {params.paper_suite} > {log:q} 2>&1"
+        "--figure2 {output.figure2:q} --figure4 {input.figure4:q} --correspondence {input.correspondence:q} "
+        "--paper-suite {params.paper_suite} > {log:q} 2>&1"

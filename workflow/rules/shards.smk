@@ -15,16 +15,39 @@ checkpoint corpus:
     conda:
         "../../envs/picat.yaml"
     params:
-        corpus=lambda w: as_json(config[w.suite]["corpus"]),
+        corpus=lambda w: corpus_settings(w.suite),
         objects_per_shard=lambda w: config[w.suite]["shards"]["objects_per_shard"],
     shell:
         "python -m picat corpus --settings {params.corpus} --objects-per-shard {params.objects_per_shard} "
         "--out {output:q} > {log:q} 2>&1"
 
 
+# Held-out objects (heldout_NNNNN manifests): rendered, packed and encoded as the training shards,
+# never read by pre-training; the correspondence metric and Figure 4 evaluate on them.
+checkpoint heldout_corpus:
+    output:
+        directory("results/heldout_corpus/{suite}"),
+    log:
+        "results/logs/{suite}/heldout_corpus.log",
+    benchmark:
+        "results/benchmarks/{suite}/heldout_corpus.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda w: 2000 if w.suite == "demo" else 4000,
+        runtime=60,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        corpus=lambda w: as_json(config[w.suite]["corpus"]),
+        objects_per_shard=lambda w: config[w.suite]["shards"]["objects_per_shard"],
+    shell:
+        "python -m picat corpus --heldout --settings {params.corpus} --objects-per-shard {params.objects_per_shard} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
 rule render:
     input:
-        manifest="results/corpus/{suite}/shards/{shard}.tsv",
+        manifest=manifest_file,
         env=RENDER_ENV_STAMP,
     output:
         "results/renders/{suite}/{shard}.h5",
@@ -53,7 +76,7 @@ rule render:
 
 rule pack:
     input:
-        manifest="results/corpus/{suite}/shards/{shard}.tsv",
+        manifest=manifest_file,
         renders="results/renders/{suite}/{shard}.h5",
     output:
         "results/shards/{suite}/{shard}.h5",
