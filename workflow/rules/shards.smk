@@ -118,10 +118,11 @@ rule shard_index:
         "python -m picat index --out {output:q} {input:q} > {log:q} 2>&1"
 
 
-# Target: every shard of the selected suite (`snakemake --cores 2 shards`).
+# Target: every shard of the selected suite (`snakemake --cores 2 shards`), held-out ones included.
 rule shards:
     input:
         f"results/shards/{SUITE}/index.json",
         # The shard files too, so that a deleted shard is rebuilt (and only what reads it reruns).
         suite_shard_files,
+        heldout_shard_files,
     default_target: False
