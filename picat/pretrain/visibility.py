@@ -39,7 +39,7 @@ centres). On 40 demo objects x 5 views, 36 % of the centres are strictly visible
 have no occluder more than 0.1 in front of them (the rest lie under a thin part or a fold,
 where the far face projects where the near one does); the defaults keep 46 %, of which 87 %
 are in that second set, and they keep 74 % of it (80 % of the centres judged right). On a
-sphere, a box and a cylinder 90, 83 and 86 % are judged right. Tolerances of 0.3 keep more
+sphere, a box and a cylinder 90, 83 and 86 % are judged right (a one-off check). Tolerances of 0.3 keep more
 (86 % of the set) at a lower precision (77 %); no window, or finer grids, let far sides
 through the sample gaps of sparse (large) surfaces, since the near side of an object, closer
 to the camera, has smaller pixels; larger windows hide the rims of the near side.
