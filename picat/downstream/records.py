@@ -13,6 +13,7 @@ here, beside the writers; the collation (:mod:`picat.report.results`) reads with
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,17 @@ CLASSIFICATION_BENCHMARKS = ("modelnet40", "scanobjectnn_obj_bg", "scanobjectnn_
 # segmentation may also record its overall accuracy, which Table 5 does not show.
 PROTOCOL_BENCHMARKS: dict[str, tuple[str, ...]] = {
     "svm": CLASSIFICATION_BENCHMARKS, "finetune": CLASSIFICATION_BENCHMARKS,
-    "partseg": ("shapenetpart",), "semseg": ("s3dis",)}
+    "partseg": ("shapenetpart",), "semseg": ("s3dis",), "fewshot": CLASSIFICATION_BENCHMARKS}
+# The few-shot linear probe (picat-only, not in the paper) has no fixed metric list: it records
+# one metric per configured shot count, named by :func:`fewshot_metric` (:data:`FEWSHOT_METRIC`).
 PROTOCOL_METRICS: dict[str, tuple[str, ...]] = {
     "svm": ("overall_accuracy",), "finetune": ("overall_accuracy",),
-    "partseg": ("instance_miou", "class_miou"), "semseg": ("miou", "macc", "overall_accuracy")}
+    "partseg": ("instance_miou", "class_miou"), "semseg": ("miou", "macc", "overall_accuracy"), "fewshot": ()}
+FEWSHOT_METRIC = re.compile(r"overall_accuracy_(?:([1-9][0-9]*)shot|all)")
 # Protocols that train the backbone on the task, whose baseline is a backbone trained from scratch.
 TRAINING_PROTOCOLS = ("finetune", "partseg", "semseg")
+# Protocols on frozen features, whose baseline is the same architecture at random init.
+FROZEN_PROTOCOLS = ("svm", "fewshot")
 
 PROTOCOLS = tuple(PROTOCOL_BENCHMARKS)
 BENCHMARKS = tuple(dict.fromkeys(b for benchmarks in PROTOCOL_BENCHMARKS.values() for b in benchmarks))
@@ -41,7 +47,7 @@ BACKBONES = ("dgcnn", "pointnext")
 VARIANTS = ("full", "no_local", "no_global", "no_pose", "normals")
 INITS = ("pic@point", "random", "scratch")
 METRICS = tuple(dict.fromkeys(m for metrics in PROTOCOL_METRICS.values() for m in metrics))
-SUITES = ("demo", "paper")
+SUITES = ("demo", "evidence", "paper")
 
 # The keys a result file must have. ``checkpoint`` and ``details`` are optional: a random-init
 # or from-scratch run has no pre-training checkpoint, and ``details`` is free-form.
@@ -53,6 +59,30 @@ REQUIRED_KEYS = ("protocol", "benchmark", "backbone", "variant", "init", "seed",
 # Keys on which the records of one list file (one run) must agree: all but metric, value, details.
 SAME_RUN_KEYS = ("protocol", "benchmark", "backbone", "variant", "init", "seed", "suite", "image_backbone",
                  "trainable_pretrain_params", "checkpoint")
+
+
+def fewshot_metric(shots: int | str) -> str:
+    """The few-shot probe's metric for ``shots`` training objects per category (``"all"``: every one)."""
+    if shots == "all":
+        return "overall_accuracy_all"
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise ValueError(f"shots must be a positive integer or 'all', got {shots!r}")
+    return f"overall_accuracy_{shots}shot"
+
+
+def fewshot_shots(metric: str) -> int | str | None:
+    """The shot count a few-shot metric names (an int, or ``"all"``); None for any other metric."""
+    match = FEWSHOT_METRIC.fullmatch(metric)
+    if match is None:
+        return None
+    return "all" if match.group(1) is None else int(match.group(1))
+
+
+def protocol_allows_metric(protocol: str, metric: str) -> bool:
+    """Whether ``protocol``'s records may carry ``metric``."""
+    if protocol == "fewshot":
+        return fewshot_shots(metric) is not None
+    return metric in PROTOCOL_METRICS[protocol]
 
 
 class ResultFileError(ValueError):
@@ -106,16 +136,19 @@ def _validate_consistency(path: Path, record: dict[str, Any], index: int | None 
     if benchmark not in PROTOCOL_BENCHMARKS[protocol]:
         raise record_error(path, "benchmark", f"{benchmark!r} is not a benchmark of protocol {protocol!r} "
                     f"(expected one of {', '.join(PROTOCOL_BENCHMARKS[protocol])})", index)
-    if metric not in PROTOCOL_METRICS[protocol]:
+    if not protocol_allows_metric(protocol, metric):
+        expected = (", ".join(PROTOCOL_METRICS[protocol]) if PROTOCOL_METRICS[protocol]
+                    else "overall_accuracy_<k>shot, overall_accuracy_all")
         raise record_error(path, "metric", f"{metric!r} is not a metric of protocol {protocol!r} "
-                    f"(expected one of {', '.join(PROTOCOL_METRICS[protocol])})", index)
+                    f"(expected one of {expected})", index)
     if init == "pic@point" and variant is None:
         raise record_error(path, "variant", "is null, but a pic@point run must name its pre-training variant", index)
     if init in ("random", "scratch") and variant is not None:
         raise record_error(path, "variant", f"is {variant!r}, but a {init!r} run has no pre-training variant "
                     "(expected null)", index)
-    if init == "random" and protocol != "svm":
-        raise record_error(path, "init", f"'random' is the linear-SVM baseline, but protocol is {protocol!r}", index)
+    if init == "random" and protocol not in FROZEN_PROTOCOLS:
+        raise record_error(path, "init", f"'random' is the baseline of the protocols on frozen features "
+                    f"({', '.join(FROZEN_PROTOCOLS)}), but protocol is {protocol!r}", index)
     if init == "scratch" and protocol not in TRAINING_PROTOCOLS:
         raise record_error(path, "init", f"'scratch' is the baseline of the protocols that train the backbone "
                     f"({', '.join(TRAINING_PROTOCOLS)}), but protocol is {protocol!r}", index)
@@ -142,7 +175,10 @@ def validate_record(path: Path, record: Any, index: int | None = None) -> dict[s
     _require_choice(path, record, "backbone", BACKBONES, index=index)
     _require_choice(path, record, "variant", VARIANTS, nullable=True, index=index)
     _require_choice(path, record, "init", INITS, index=index)
-    _require_choice(path, record, "metric", METRICS, index=index)
+    metric = record["metric"]
+    if metric not in METRICS and (not isinstance(metric, str) or fewshot_shots(metric) is None):
+        raise record_error(path, "metric", f"{metric!r} is not one of {', '.join(METRICS)}, "
+                           "overall_accuracy_<k>shot, overall_accuracy_all", index)
     _require_choice(path, record, "suite", SUITES, index=index)
     _validate_types(path, record, index)
     _validate_consistency(path, record, index)

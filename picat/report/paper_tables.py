@@ -349,10 +349,20 @@ def write_tables(result_paths: Iterable[str | Path], out_long: Path, out_dir: Pa
     write_summary_tables(summarise(load_results(paths)), out_long, out_dir)
 
 
-def write_summary_tables(summary: pd.DataFrame, out_long: Path, out_dir: Path) -> None:
-    """:func:`write_tables` for results already loaded and summarised (``summarise``'s output)."""
+def write_summary_tables(summary: pd.DataFrame, out_long: Path, out_dir: Path,
+                         extra_long: pd.DataFrame | None = None) -> None:
+    """:func:`write_tables` for results already loaded and summarised (``summarise``'s output).
+
+    ``extra_long``: rows of picat-only tables (columns :data:`LONG_COLUMNS`, e.g.
+    :func:`picat.report.fewshot_table.fewshot_long_rows`) appended to the long table after the
+    paper's tables; their shaped tables are written by their own modules.
+    """
     long = build_long_table(summary, load_paper_tables())
     wide = build_wide_tables(long)
+    if extra_long is not None and len(extra_long):
+        if list(extra_long.columns) != LONG_COLUMNS:
+            raise ValueError(f"extra long-table rows have columns {list(extra_long.columns)}, expected {LONG_COLUMNS}")
+        long = pd.concat([long, extra_long], ignore_index=True) if len(long) else extra_long.reset_index(drop=True)
     _write_csv(long, Path(out_long))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from picat.models.factory import build_point_backbone
 from picat.models.image import ImageBackboneSpec, build_image_backbone
 from picat.pretrain.model import PicAtPoint
 from picat.report.correspondence_table import write_correspondence_tables
+from picat.report.fewshot_table import fewshot_long_rows, write_fewshot_table
 from picat.report.figure2 import plot_figure2
 from picat.report.figure4_table import write_figure4_table
 from picat.report.paper_tables import write_summary_tables
@@ -43,7 +44,9 @@ def collate(result_paths: Sequence[Path], out_long: Path, tables_dir: Path, figu
     if not result_paths:
         raise ValueError("no result files to collate")
     summary = summarise(load_results(result_paths))
-    write_summary_tables(summary, out_long, tables_dir)
+    fewshot = fewshot_long_rows(summary)  # picat-only: appended to the long table, shaped in fewshot.csv
+    write_summary_tables(summary, out_long, tables_dir, extra_long=fewshot)
+    write_fewshot_table(fewshot, Path(tables_dir) / "fewshot.csv")
     parameters = paper_configuration_parameters(paper_suite)
     plot_figure2(summary, figure2, parameters)
     if figure4_summaries:
