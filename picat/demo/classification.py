@@ -70,7 +70,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from picat.demo.part_mesh import CATEGORIES
+from picat.demo.part_mesh import ALL_CATEGORIES, CATEGORIES
 from picat.demo.recipes import generate_shape
 from picat.demo.scanner import (
     PB_JITTER,
@@ -150,10 +150,11 @@ YAW_MODES = ("canonical", "random")
 def object_key(split_index: int, category: str, index: int) -> tuple[int, int, int]:
     """Spawn key of object ``index`` of ``category`` in a split.
 
-    Keyed by the category's place in ``CATEGORIES`` (not in the caller's list), so an
-    object does not change when a subset of categories is requested.
+    Keyed by the category's place in ``ALL_CATEGORIES`` (not in the caller's list), so an
+    object does not change when a subset of categories is requested. The demo's
+    ``CATEGORIES`` come first there, so their objects are those they always were.
     """
-    return (split_index, CATEGORIES.index(category), index)
+    return (split_index, ALL_CATEGORIES.index(category), index)
 
 
 def object_seed(seed: int, key: tuple[int, int, int]) -> int:
@@ -167,9 +168,9 @@ def _check_arguments(per_category: int, n_points: int, seed: int, categories: Se
     categories = tuple(categories)
     if not categories:
         raise ValueError("categories must not be empty")
-    unknown = [c for c in categories if c not in CATEGORIES]
+    unknown = [c for c in categories if c not in ALL_CATEGORIES]
     if unknown:
-        raise ValueError(f"unknown categories {unknown}; valid categories: {', '.join(CATEGORIES)}")
+        raise ValueError(f"unknown categories {unknown}; valid categories: {', '.join(ALL_CATEGORIES)}")
     if len(set(categories)) != len(categories):
         raise ValueError(f"categories must be distinct, got {categories}")
     return categories

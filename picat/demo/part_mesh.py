@@ -33,6 +33,29 @@ CATEGORIES: tuple[str, ...] = (
     "guitar",
 )
 
+# Categories beyond the demo's 13, designed to overlap in shape with them and with each
+# other, as ModelNet40's confusable classes do: stool vs table, desk vs table, cabinet,
+# dresser, wardrobe, night_stand and tv_stand as boxes with fronts, vase and cup vs bottle
+# and mug, flower_pot vs vase and lamp, armchair vs chair and sofa. Names follow
+# ModelNet40's where it has the class. They come after CATEGORIES, so every index into
+# CATEGORIES (the demo corpus, the stand-ins' seeds) is also its index in ALL_CATEGORIES;
+# the demo suite itself uses CATEGORIES only.
+EXTRA_CATEGORIES: tuple[str, ...] = (
+    "stool",
+    "desk",
+    "cabinet",
+    "dresser",
+    "wardrobe",
+    "night_stand",
+    "vase",
+    "cup",
+    "armchair",
+    "tv_stand",
+    "flower_pot",
+    "bathtub",
+)
+ALL_CATEGORIES: tuple[str, ...] = CATEGORIES + EXTRA_CATEGORIES
+
 PART_NAMES: dict[str, tuple[str, ...]] = {
     "table": ("top", "leg"),
     "chair": ("seat", "back", "leg", "arm"),
@@ -47,11 +70,34 @@ PART_NAMES: dict[str, tuple[str, ...]] = {
     "bench": ("seat", "leg", "back"),
     "monitor": ("screen", "stand", "base"),
     "guitar": ("body", "neck", "head"),
+    "stool": ("seat", "leg", "footrest"),
+    "desk": ("top", "leg", "drawer"),
+    "cabinet": ("body", "door", "handle"),
+    "dresser": ("body", "drawer", "handle"),
+    "wardrobe": ("body", "door", "drawer", "handle"),
+    "night_stand": ("body", "drawer", "leg"),
+    "vase": ("body", "neck"),
+    "cup": ("body", "base"),
+    "armchair": ("seat", "back", "arm", "leg"),
+    "tv_stand": ("body", "door", "leg"),
+    "flower_pot": ("pot", "plant"),
+    "bathtub": ("tub", "foot", "faucet"),
 }
 
 # Parts that only some instances have (chairs without arms, benches without a back);
 # every other part is present in every instance of its category.
-OPTIONAL_PARTS: dict[str, tuple[str, ...]] = {"chair": ("arm",), "bench": ("back",)}
+OPTIONAL_PARTS: dict[str, tuple[str, ...]] = {
+    "chair": ("arm",),
+    "bench": ("back",),
+    "stool": ("footrest",),
+    "desk": ("drawer",),
+    "cabinet": ("handle",),
+    "dresser": ("handle",),
+    "wardrobe": ("drawer", "handle"),
+    "night_stand": ("leg",),
+    "tv_stand": ("door", "leg"),
+    "bathtub": ("foot", "faucet"),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +108,7 @@ class PartMesh:
         vertices: (V, 3) float64 vertex positions (Y up, front towards +Z).
         faces: (F, 3) int64 vertex indices, counter-clockwise seen from outside.
         face_labels: (F,) int64 index of each face's part in ``PART_NAMES[category]``.
-        category: one of ``CATEGORIES``.
+        category: one of ``ALL_CATEGORIES``.
     """
 
     vertices: np.ndarray
@@ -72,7 +118,7 @@ class PartMesh:
 
     def __post_init__(self) -> None:
         if self.category not in PART_NAMES:
-            raise ValueError(f"unknown category {self.category!r}; valid categories: {', '.join(CATEGORIES)}")
+            raise ValueError(f"unknown category {self.category!r}; valid categories: {', '.join(ALL_CATEGORIES)}")
         # Private read-only copies: frozen means the arrays cannot change behind its back.
         vertices = np.array(self.vertices, dtype=np.float64)
         faces = np.array(self.faces, dtype=np.int64)

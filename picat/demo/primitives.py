@@ -186,3 +186,72 @@ class Builder:
         # Stand on the ground (min y = 0) and centre the footprint on the Y axis.
         all_vertices = all_vertices - np.array([(lo[0] + hi[0]) / 2, lo[1], (lo[2] + hi[2]) / 2])
         return PartMesh(all_vertices, all_faces, all_labels, self.category)
+
+
+def lathe(profile: np.ndarray | Sequence[Sequence[float]], sections: int = SECTIONS_LARGE) -> Piece:
+    """Closed surface of revolution about the Y axis (through the origin).
+
+    Args:
+        profile: (K, 2) points (radius, height) of the outline in the half-plane radius >= 0.
+            Either both end points lie on the axis (radius 0) and the outline between them
+            is revolved into a closed solid: a vase body from (0, 0) up the outside to
+            (0, top), or a vessel with a floor from (0, 0) up the outside, over the rim and
+            down the inside to (0, floor). Or neither does, and the outline is a closed
+            loop revolved into a ring (a rim, a hollow neck). Points other than the axis
+            end points need radius > 0; consecutive points must differ and the outline
+            must not cross itself (neither is fixable here: it would not be a surface).
+        sections: points per ring.
+
+    Returns:
+        The piece, outward-oriented whichever way the outline runs.
+    """
+    profile = np.asarray(profile, dtype=np.float64)
+    if profile.ndim != 2 or profile.shape[1] != 2 or len(profile) < 3:
+        raise ValueError(f"lathe profile must have shape (K >= 3, 2), got {profile.shape}")
+    if not np.isfinite(profile).all():
+        raise ValueError("lathe profile must be finite")
+    on_axis = profile[[0, -1], 0] == 0
+    if on_axis[0] != on_axis[1]:
+        raise ValueError("lathe profile: either both end points lie on the axis (radius 0) or neither does")
+    poles = bool(on_axis[0])
+    rings = profile[1:-1] if poles else profile
+    if (rings[:, 0] <= 0).any():
+        raise ValueError("lathe profile: points other than axis end points need radius > 0")
+    closing = np.diff(profile, axis=0) if poles else np.diff(np.vstack([profile, profile[:1]]), axis=0)
+    if (np.abs(closing).max(axis=1) == 0).any():
+        raise ValueError("lathe profile: consecutive points must differ")
+    angle = 2 * np.pi * np.arange(sections) / sections
+    ring_vertices = np.stack([
+        rings[:, :1] * np.cos(angle), np.repeat(rings[:, 1:2], sections, axis=1), rings[:, :1] * np.sin(angle)
+    ], axis=2).reshape(-1, 3)
+    n_rings = len(rings)
+    k = np.arange(sections)
+    k1 = (k + 1) % sections
+    faces = []
+    pairs = [(i, i + 1) for i in range(n_rings - 1)] + ([] if poles else [(n_rings - 1, 0)])
+    for i, j in pairs:  # quad (a_k, a_k+1, b_k+1, b_k) between rings i and j as two triangles
+        a, b = i * sections, j * sections
+        faces.append(np.stack([a + k, a + k1, b + k1], axis=1))
+        faces.append(np.stack([a + k, b + k1, b + k], axis=1))
+    vertices = ring_vertices
+    if poles:
+        start, end = len(vertices), len(vertices) + 1
+        vertices = np.vstack([vertices, [[0.0, profile[0, 1], 0.0], [0.0, profile[-1, 1], 0.0]]])
+        last = (n_rings - 1) * sections
+        # Each fan runs its ring's edges the opposite way to the neighbouring quads.
+        faces.append(np.stack([np.full(sections, start), k1, k], axis=1))
+        faces.append(np.stack([np.full(sections, end), last + k, last + k1], axis=1))
+    piece = (vertices, np.concatenate(faces).astype(np.int64))
+    if _signed_volume(piece) < 0:
+        piece = (vertices, piece[1][:, ::-1].copy())
+    return piece
+
+
+def scale_piece(piece: Piece, factors: Vec, center: Vec = (0.0, 0.0, 0.0)) -> Piece:
+    """Scale a piece by positive (3,) ``factors`` about ``center`` (an ellipse from a circle; no mirroring)."""
+    factors = np.asarray(factors, dtype=np.float64)
+    if not (factors > 0).all():
+        raise ValueError(f"scale factors must be positive, got {factors}")
+    center = np.asarray(center, dtype=np.float64)
+    vertices, faces = piece
+    return (vertices - center) * factors + center, faces
