@@ -119,7 +119,7 @@ def test_tables_collate_every_downstream_run(workflow_run):
 
     long = pd.read_csv(workflow_run / "results/tables.csv")
     measured = long[long["n_runs"].notna()]
-    assert (set(measured["table"]) == {"table1", "table2", "table3", "table4", "table5"}
+    assert (set(measured["table"]) == {"table1", "table2", "table3", "table4", "table5", "correspondence", "fewshot"}
             and set(measured["suite"]) == {"demo"})
     pretrained = measured[measured["init"] == "pic@point"]
     assert set(pretrained["image_weights"]) == {"efficientnet_lite0/imagenet"}
@@ -130,7 +130,7 @@ def test_tables_collate_every_downstream_run(workflow_run):
     assert row["paper_value"].tolist() == [92.5] and 0 <= row["value"].iloc[0] <= 100
     assert (long["n_runs"].isna() & long["paper_value"].notna()).any()  # the paper's other methods
     assert sorted(p.name for p in (workflow_run / "results/tables").glob("*.csv")) == [
-        "figure4.csv", *[f"table{i}.csv" for i in range(1, 6)]]
+        "correspondence.csv", "fewshot.csv", "figure4.csv", *[f"table{i}.csv" for i in range(1, 6)]]
     assert (workflow_run / "results/figures/figure2.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -157,6 +157,36 @@ def test_segmentation_tables_and_figure4(workflow_run):
         # The tables rule collates the summary's ranks into figure4.csv.
         row = figure4[figure4["backbone"] == backbone]
         assert row["exemplar_mean_rank"].tolist() == [summary["mean_rank"]] and row["suite"].tolist() == ["demo"]
+        # Drawn from the held-out objects, and quoting the correspondence metric of its checkpoint.
+        assert all("_heldout_" in obj["object_id"] for obj in summary["objects"])
+        result = json.loads((workflow_run / f"results/correspondence/demo/{backbone}_full/seed0.json").read_text())
+        assert result["n_objects"] == 2 and result["n_views"] == 20 and result["n_centres"] > 0
+        assert row["model_view_top1"].tolist() == [result["metrics"]["model"]["view_top1"]]
+    correspondence = pd.read_csv(workflow_run / "results/tables/correspondence.csv")
+    assert set(correspondence["backbone"]) == {"dgcnn", "pointnext"} and (correspondence["n_seeds"] == 1).all()
+
+
+def test_fewshot_table_holds_every_backbone_pretrained_and_at_random_init(workflow_run):
+    import pandas as pd
+
+    table = pd.read_csv(workflow_run / "results/tables/fewshot.csv", keep_default_na=False)
+    # The tiny suite pre-trains dgcnn and pointnext (full, seed 0); each also at random init.
+    assert sorted(zip(table["backbone"], table["variant"], table["init"], strict=True)) == [
+        ("dgcnn", "", "random"), ("dgcnn", "full", "pic@point"), ("pointnext", "", "random"),
+        ("pointnext", "full", "pic@point")]
+    assert set(table["benchmark"]) == {"modelnet40"} and (table["note"].str.contains("not in the paper")).all()
+    for column in ("1-shot", "5-shot", "all"):
+        assert table[column].str.fullmatch(r"\d+\.\d\d \(1\)").all(), table[column]  # one seed: no std
+    long = pd.read_csv(workflow_run / "results/tables.csv")
+    rows = long[long["table"] == "fewshot"]
+    assert len(rows) == 12 and rows["source"].str.contains("not in the paper").all()
+    assert set(rows["metric"]) == {"overall_accuracy_1shot", "overall_accuracy_5shot", "overall_accuracy_all"}
+    # The stand-ins have 2 training objects per category: 5 shots take both, and the record says so.
+    record = json.loads((workflow_run / "results/downstream/demo/fewshot/modelnet40/dgcnn_random/seed0.json")
+                        .read_text())
+    five = record[0]["details"]["shots"]["5"]
+    assert set(five["short_categories"].values()) == {2} and five["n_draws"] == 2
+    assert five["n_train"] == [2 * len(five["short_categories"])] * 2
 
 
 def test_complete_run_plans_nothing(workflow_run):
@@ -181,8 +211,8 @@ def changed_config(workdir: Path, section: str, **values) -> str:
 
 def test_changing_sampling_replans_packing_only(workflow_run):
     jobs = planned_jobs(workflow_run, "shards", config=changed_config(workflow_run, "sampling", n_points=128))
-    assert "render" not in jobs and "corpus" not in jobs
-    assert jobs.get("pack") == 2
+    assert "render" not in jobs and "corpus" not in jobs and "heldout_corpus" not in jobs
+    assert jobs.get("pack") == 3  # two training shards and the held-out one
 
 
 def test_changing_a_pretraining_setting_replans_pretraining_only(workflow_run):
@@ -199,8 +229,8 @@ def test_changing_dgcnn_options_leaves_pointnext_runs_alone(workflow_run):
 # runs, the downstream runs that start from a checkpoint (never the scratch or random-init
 # ones, nor the stand-in datasets), Figure 4 (it reads the shards), the tables, and the
 # `shards`/`pretrain` target rules.
-AFTER_SHARDS = {"encode": 2, "shard_index": 1, "shards": 1, "pretrain_run": 2, "pretrain": 1, "svm_pretrained": 2,
-                "finetune": 1, "partseg": 1, "semseg": 1, "figure4": 2, "tables": 1}
+AFTER_SHARDS = {"encode": 3, "shard_index": 1, "shards": 1, "pretrain_run": 2, "pretrain": 1, "svm_pretrained": 2,
+                "fewshot": 2, "finetune": 1, "partseg": 1, "semseg": 1, "correspondence": 2, "figure4": 2, "tables": 1}
 
 
 def from_scratch_or_random(outputs: set[str]) -> set[str]:
@@ -210,8 +240,20 @@ def from_scratch_or_random(outputs: set[str]) -> set[str]:
 def test_changing_the_render_engine_replans_renders_and_everything_after(workflow_run):
     jobs, outputs = plan(workflow_run, *TARGETS, config=changed_config(workflow_run, "render", engine="cycles"))
     # Neither the corpus, the render environment nor the stand-in benchmarks; everything after the renders.
-    assert jobs == {"render": 2, "pack": 2, **AFTER_SHARDS}
+    assert jobs == {"render": 3, "pack": 3, **AFTER_SHARDS}
     assert not from_scratch_or_random(outputs)
+
+
+def test_changing_the_correspondence_batch_replans_the_metric_figure4_and_tables(workflow_run):
+    jobs = planned_jobs(workflow_run, *TARGETS, config=changed_config(workflow_run, "correspondence", batch_size=2))
+    assert jobs == {"correspondence": 2, "figure4": 2, "tables": 1}
+
+
+def test_changing_a_fewshot_setting_replans_only_its_runs_and_the_tables(workflow_run):
+    config = yaml.safe_load((workflow_run / "config.yaml").read_text())
+    config["demo"]["downstream"]["fewshot"]["draws"] = 3
+    (workflow_run / "config-fewshot.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(workflow_run, *TARGETS, config="config-fewshot.yaml") == {"fewshot": 4, "tables": 1}
 
 
 def test_changing_a_segmentation_setting_replans_only_its_runs_and_the_tables(workflow_run):
@@ -238,6 +280,8 @@ def test_report_holds_the_tables_and_the_figures(workflow_run, tmp_path):
     expected = {"tables.csv": "results/tables.csv", "figure2.png": "results/figures/figure2.png"}
     expected.update({f"table{i}.csv": f"results/tables/table{i}.csv" for i in range(1, 6)})
     expected["figure4.csv"] = "results/tables/figure4.csv"  # Figure 4's exemplar ranks
+    expected["correspondence.csv"] = "results/tables/correspondence.csv"  # picat-only correspondence metric
+    expected["fewshot.csv"] = "results/tables/fewshot.csv"  # picat-only few-shot probe
     expected.update({f"figure4_{b}.png": f"results/figures/figure4_{b}.png" for b in ("dgcnn", "pointnext")})
     # Every table and figure, and no other result file (the report's own logo aside).
     assert {name for name in embedded if name.endswith((".csv", ".png", ".json"))} == set(expected)
@@ -246,6 +290,7 @@ def test_report_holds_the_tables_and_the_figures(workflow_run, tmp_path):
     html = report.read_text()
     # The captions (workflow/report/*.rst), with their wildcards filled in.
     assert "Every measured figure of Tables 1-5" in html and "Table 4 of the paper, measured" in html
+    assert "picat only, NOT a table of the paper" in html and "Table fewshot" not in html
     assert "Figure 4 for the pre-trained pointnext backbone" in html and "Figure 2: trainable" in html
     assert "Figure 4&#39;s numbers" in html or "Figure 4's numbers" in html
 
