@@ -73,6 +73,37 @@ rule svm_random:
         "--amp {params.amp} --threads {threads} > {log:q} 2>&1"
 
 
+# picat-only (not in the paper): the few-shot linear probe, one job per (benchmark, backbone,
+# variant or random init, seed); features once, every shot count and draw fitted on them.
+rule fewshot:
+    input:
+        checkpoint=fewshot_checkpoint,
+        datasets=dataset_input,
+    output:
+        "results/downstream/{suite}/fewshot/{benchmark}/{backbone}_{source}/seed{seed}.json",
+    log:
+        "results/logs/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
+    wildcard_constraints:
+        source="random|full|no_local|no_global|no_pose|normals",
+    threads: lambda w: 2 if w.suite == "demo" else 8
+    resources:
+        mem_mb=lambda w: 6000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 30 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
+        settings=lambda w: as_json(run_settings(w.suite, "fewshot", listing=("benchmarks",))),
+        backbone=fewshot_backbone_arguments,
+        amp=lambda w: config[w.suite]["amp"],
+    shell:
+        "python -m picat fewshot --benchmark {wildcards.benchmark} --dataset {params.dataset} "
+        "--settings {params.settings} {params.backbone} --seed {wildcards.seed} --suite {wildcards.suite} "
+        "--out {output:q} --amp {params.amp} --threads {threads} > {log:q} 2>&1"
+
+
 rule finetune:
     input:
         checkpoint=source_checkpoint("pointnext"),
