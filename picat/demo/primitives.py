@@ -1,6 +1,6 @@
 """Mesh primitives of the synthetic shapes, and the builder that assembles them into a PartMesh.
 
-Each primitive (box, deformed box, frustum, cylinder, ellipsoid, tube, panel) returns a
+Each primitive (box, deformed box, frustum, cylinder, ellipsoid, tube, panel, lathe) returns a
 closed, outward-oriented ``Piece`` in world coordinates; a category recipe
 (``picat.demo.recipes``) adds pieces to a ``Builder`` under part names and builds the
 grounded, part-labelled mesh.
