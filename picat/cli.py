@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from picat.config import ConfigError, validate_config
+from picat.config import SUITES, ConfigError, validate_config
 from picat.datasets import DatasetError
 from picat.manifests import CorpusError
 from picat.meshes import MeshError
@@ -168,6 +168,16 @@ def _cmd_svm(args: argparse.Namespace) -> None:
             device=args.device, amp=args.amp, n_jobs=args.threads, **_backbone_source(args))
 
 
+def _cmd_fewshot(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.fewshot import run_fewshot
+
+    torch.set_num_threads(args.threads)
+    run_fewshot(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
+                device=args.device, amp=args.amp, n_jobs=args.threads, **_backbone_source(args))
+
+
 def _cmd_finetune(args: argparse.Namespace) -> None:
     import torch
 
@@ -253,7 +263,7 @@ def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: st
     command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
     command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
     command.add_argument("--seed", type=int, required=True)
-    command.add_argument("--suite", required=True, choices=["demo", "paper"])
+    command.add_argument("--suite", required=True, choices=list(SUITES))
     command.add_argument("--out", required=True, help=out_help)
     command.add_argument("--device", default="auto")
     command.add_argument("--amp", choices=AMP_CHOICES, default="fp32",
@@ -342,13 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--out", required=True, help="folder receiving the datasets in their genuine layouts")
     command.set_defaults(run=_cmd_standins)
 
-    for name, help_text in (("svm", "linear SVM on a frozen backbone's global features (Tables 1, 3)"),
-                            ("finetune", "fine-tune PointNeXt-S for classification (Table 2)")):
+    for name, help_text, run in (
+            ("svm", "linear SVM on a frozen backbone's global features (Tables 1, 3)", _cmd_svm),
+            ("finetune", "fine-tune PointNeXt-S for classification (Table 2)", _cmd_finetune),
+            ("fewshot", "few-shot linear probe: 1, 5, 10, all objects per category (picat-only, not in the paper)",
+             _cmd_fewshot)):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--benchmark", required=True)
         command.add_argument("--dataset", type=_json_arg, required=True, help="the benchmark's reader spec, as JSON")
-        _add_run_arguments(command, name, "the result record (JSON) to write")
-        command.set_defaults(run=_cmd_svm if name == "svm" else _cmd_finetune)
+        _add_run_arguments(command, name, "the result records (JSON list, one per shot count) to write"
+                           if name == "fewshot" else "the result record (JSON) to write")
+        command.set_defaults(run=run)
 
     command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")
     command.add_argument("--settings", type=_json_arg, required=True,

@@ -12,6 +12,10 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
+# The suites config.yaml may hold: demo and paper are required, evidence is optional (README "Suites").
+SUITES = ("demo", "evidence", "paper")
+
+
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key."""
 
@@ -36,7 +40,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
         # The deepest error under the first offending key is the most specific one.
         error = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"invalid config key '{_key_path(error)}': {error.message}")
-    for suite in ("demo", "paper"):
+    for suite in (name for name in SUITES if name in config):
         render = config[suite]["render"]
         needed = math.degrees(2 * math.asin(1.0 / render["camera_distance"]))
         if render["fov_deg"] < needed:
@@ -45,6 +49,11 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                 f"sphere from camera_distance {render['camera_distance']} (needs at least {needed:.1f})"
             )
         _check_runs_exist(config[suite], suite)
+        downstream = config[suite]["downstream"]
+        for block, dataset in (("partseg", "shapenetpart"), ("semseg", "s3dis")):
+            if block in downstream and dataset not in downstream["datasets"]:
+                raise ConfigError(f"invalid config key '{suite}.downstream.datasets': '{suite}.downstream.{block}' "
+                                  f"needs a '{dataset}' dataset entry")
     return config
 
 
@@ -56,6 +65,8 @@ def _check_runs_exist(settings: dict[str, Any], suite: str) -> None:
     """Segmentation runs and Figure 4 start from checkpoints that the pretrain block must produce."""
     runs, seeds = settings["pretrain"]["runs"], settings["pretrain"]["seeds"]
     for block, backbone in _CONSUMERS.items():
+        if block not in settings["downstream"]:  # a suite without this protocol (evidence)
+            continue
         wanted = settings["downstream"][block]
         for variant in wanted["variants"]:
             if variant not in runs.get(backbone, []):

@@ -46,3 +46,41 @@ def test_check_config_command(tmp_path, config, capsys):
     assert main(["check-config", str(path)]) == 1
     assert "demo.corpus.up_axis" in capsys.readouterr().err
     assert main(["check-config", str(REPO / "config.yaml")]) == 0
+
+
+# ---------------------------------------------------------------------------------------
+# The evidence suite (issue 12): optional, synthetic, without Tables 2, 4 and 5
+
+
+def test_evidence_suite_is_selectable_and_its_keys_are_checked(config):
+    evidence = copy.deepcopy(config)
+    evidence["suite"] = "evidence"
+    assert validate_config(evidence)["evidence"]["corpus"]["n_objects"] >= 1000  # the issue's floor
+    pretrain = evidence["evidence"]["pretrain"]
+    assert (pretrain["n_points"], pretrain["batch_size"], len(pretrain["seeds"])) == (1024, 32, 3)
+    for change, key in [
+        (lambda c: c["evidence"]["corpus"].update(categories="most"), "evidence.corpus.categories"),
+        (lambda c: c["evidence"]["standins"].update(scan_yaw="tilted"), "evidence.standins.scan_yaw"),
+        (lambda c: c["evidence"]["pretrain"].update(epochs=0), "evidence.pretrain.epochs"),
+    ]:
+        bad = copy.deepcopy(evidence)
+        change(bad)
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            validate_config(bad)
+
+
+def test_a_config_without_the_evidence_block_stays_valid(config):
+    config.pop("evidence")
+    assert validate_config(config) is config
+
+
+def test_segmentation_blocks_are_optional_but_need_their_dataset(config):
+    without = copy.deepcopy(config)
+    for block in ("finetune", "partseg", "semseg"):
+        without["demo"]["downstream"].pop(block)
+    without["demo"]["downstream"]["datasets"].pop("shapenetpart")
+    assert validate_config(without) is without
+    needs = copy.deepcopy(config)
+    needs["demo"]["downstream"]["datasets"].pop("s3dis")
+    with pytest.raises(ConfigError, match=r"'demo.downstream.datasets'.*semseg.*'s3dis'"):
+        validate_config(needs)

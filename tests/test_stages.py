@@ -79,3 +79,25 @@ def test_shard_where_every_mesh_fails_is_an_error(render_env, tmp_path):
     with pytest.raises(RuntimeError, match="every mesh of the shard failed to load.*not finite"):
         render_shard(tmp_path / "manifest.tsv", tmp_path / "renders.h5", render_env, RENDER, "y", log=io.StringIO())
     assert not list(tmp_path.glob("renders.h5*"))
+
+
+def test_demo_corpus_takes_its_category_set_from_the_settings(tmp_path):
+    """corpus.categories "all" spreads the corpus and its held-out objects over all 25 categories;
+    the default is the demo's 13, and the first objects of both listings are the same meshes."""
+    from picat.demo.part_mesh import ALL_CATEGORIES, CATEGORIES
+    from picat.stages.corpus import build_corpus, demo_categories, heldout_demo_objects
+
+    corpus = {"kind": "demo", "n_objects": 30, "seed": 0, "up_axis": "y", "heldout_objects": 26}
+    assert demo_categories(corpus) == CATEGORIES and demo_categories({**corpus, "categories": "all"}) == ALL_CATEGORIES
+    build_corpus(corpus, 30, tmp_path / "demo", log=io.StringIO())
+    build_corpus({**corpus, "categories": "all"}, 30, tmp_path / "all", log=io.StringIO())
+    listed = {name: (tmp_path / name / "shards" / "shard_00000.tsv").read_text().splitlines()
+              for name in ("demo", "all")}
+    categories = {name: {line.split("\t")[1] for line in lines[1:]} for name, lines in listed.items()}
+    assert categories["demo"] == set(CATEGORIES) and categories["all"] == set(ALL_CATEGORIES)
+    assert listed["demo"][1] == listed["all"][1].replace("/all/", "/demo/")  # object 0: same id, category, seed
+    held = heldout_demo_objects(26, 0, ALL_CATEGORIES)
+    assert {category for _, category, _ in held} == set(ALL_CATEGORIES)
+    assert held[:1] == heldout_demo_objects(1, 0)
+    with pytest.raises(ValueError, match="corpus.categories"):
+        demo_categories({**corpus, "categories": "every"})

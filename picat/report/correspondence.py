@@ -317,7 +317,7 @@ def _read_objects(pretrained: Any, shards: Sequence[Path], features: Sequence[Pa
     """Every object of ``shards``, with its backbone outputs computed once (eval mode)."""
     import h5py
 
-    from picat.report.figure4 import same_image_backbone
+    from picat.report.pretrained import same_image_backbone
     from picat.shards import open_shard, read_strings
 
     objects = []
@@ -399,7 +399,7 @@ def evaluate_correspondence(checkpoint: Path, shards: Sequence[Path], features: 
         ``n_object_views`` (with at least one scored centre), ``n_objects``, ``n_views``,
         ``cells`` (G), ``batch_size`` (b used) and the shards read.
     """
-    from picat.report.figure4 import load_pretrained
+    from picat.report.pretrained import load_pretrained
 
     shards, features = [Path(path) for path in shards], [Path(path) for path in features]
     if not shards:

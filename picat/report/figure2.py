@@ -140,7 +140,7 @@ def plot_figure2(summary: pd.DataFrame, out_png: Path, paper_config_params: int 
         _plot_references(axes)
         axes.set_xlabel("trainable pre-training parameters (log scale)")
         axes.set_ylabel("ModelNet40 linear SVM overall accuracy (%)")
-        note = "demo suite: not a paper reproduction" if suite == "demo" else f"{suite} suite"
+        note = f"{suite} suite" if suite == "paper" else f"{suite} suite: not a paper reproduction"
         figure.suptitle(f"Figure 2 (picat): pre-training parameters vs ModelNet40 SVM accuracy; {note}",
                         fontsize=10)
         axes.set_title(f"dashed lines: other DGCNN methods, Table 1 ({REFERENCE_NOTE})",

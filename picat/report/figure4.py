@@ -49,31 +49,15 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from picat.atomic import atomic_path  # noqa: E402
 from picat.geometry import project_points  # noqa: E402
-from picat.models.factory import build_point_backbone, load_state_whole, read_checkpoint  # noqa: E402
 from picat.pretrain.correspondence import project_to_cells  # noqa: E402
-from picat.pretrain.model import PicAtPoint, VariantSettings  # noqa: E402
 from picat.report.correspondence import headline, mask_coverage, visible_on_mask  # noqa: E402
+from picat.report.pretrained import PretrainedModel, load_pretrained, same_image_backbone  # noqa: E402, F401
 from picat.shards import open_shard, read_strings  # noqa: E402
 
 EXEMPLAR_COLOURS = ("#e6194b", "#1e90ff")  # red and blue: distinct on the heatmap's colour map
 HEATMAP_CMAP = "viridis"
 # Exemplars are taken among centres whose cell is at least this much object (when two exist).
 MIN_CELL_COVERAGE = 0.5
-
-
-@dataclass(frozen=True)
-class PretrainedModel:
-    """A PicAtPoint rebuilt from a checkpoint, with what the figure must say about it."""
-
-    model: PicAtPoint
-    path: Path
-    backbone: str
-    variant: str
-    seed: int
-    suite: str
-    normals: bool
-    n_points: int
-    image_backbone: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -91,53 +75,6 @@ class ObjectView:
     view: np.ndarray  # (4, 4) M_view
     proj: np.ndarray  # (4, 4) M_proj
     image_local: np.ndarray | None  # (C, g, g) cached frozen features, None without a cache
-
-
-def load_pretrained(checkpoint: Path, device: str = "cpu") -> PretrainedModel:
-    """Rebuild the whole PicAtPoint (backbone and heads) of a pretrain checkpoint.
-
-    Raises:
-        FileNotFoundError: no such file. ValueError: not a picat checkpoint, no heads saved,
-            a variant without the local heads (e.g. ``no_local``), or a ``state_dict`` or
-            ``pretrain_state_dict`` that does not load whole (a missing, extra or mis-shaped
-            tensor), naming the checkpoint (and the tensor).
-    """
-    path = Path(checkpoint)
-    payload = read_checkpoint(path)
-    metadata = payload.get("metadata", {})
-    variant = metadata.get("variant")
-    if variant is None or "pretrain_state_dict" not in payload:
-        raise ValueError(f"{path} holds no pre-training heads (pretrain_state_dict/variant missing): "
-                         "Figure 4 needs a checkpoint written by `picat pretrain`")
-    if not VariantSettings.of(variant).local_loss:
-        raise ValueError(f"{path}: variant {variant!r} was pre-trained without the local loss, so it has no local "
-                         "heads and cannot show local 2D-3D correspondences (Figure 4); use a 'full' checkpoint")
-    settings = metadata.get("settings", {})
-    missing = [key for key in ("latent_dim", "pose_dim", "n_points") if key not in settings]
-    if missing:
-        raise ValueError(f"{path}: metadata.settings lacks {missing}, needed to rebuild the heads")
-    state = payload["pretrain_state_dict"]
-    backbone = build_point_backbone(payload["backbone"], payload["options"], payload["normals"], payload["up_axis"])
-    load_state_whole(backbone, payload.get("state_dict"), path, "state_dict")  # the backbone alone, as load_backbone
-    image_key = "image_local.layers.0.weight"  # (latent, image_dim, 1, 1): gives the image feature width
-    if not isinstance(state, dict) or not isinstance(state.get(image_key), torch.Tensor) or state[image_key].dim() < 2:
-        raise ValueError(f"checkpoint {path}: 'pretrain_state_dict' lacks the (latent, image_dim, ...) tensor "
-                         f"{image_key} that gives the image feature width; the file is corrupt or from another model")
-    image_dim = int(state[image_key].shape[1])
-    model = PicAtPoint(backbone, image_dim, variant, settings["latent_dim"], settings["pose_dim"])
-    load_state_whole(model, state, path, "pretrain_state_dict")
-    return PretrainedModel(
-        model=model.to(device).eval(), path=path, backbone=payload["backbone"], variant=variant,
-        seed=int(metadata.get("seed", -1)), suite=str(metadata.get("suite", "unknown")),
-        normals=bool(payload["normals"]),
-        n_points=int(settings["n_points"]), image_backbone=dict(metadata.get("image_backbone", {})),
-    )
-
-
-def same_image_backbone(recorded: dict[str, Any], cached: dict[str, Any]) -> bool:
-    """Whether a cache was made by the checkpoint's 2D backbone (package versions may differ)."""
-    keys = ("name", "weights", "weights_sha256")
-    return all(recorded.get(key) == cached.get(key) for key in keys)
 
 
 def choose_objects(shards: Sequence[Path], n_objects: int, seed: int) -> list[tuple[int, int, int]]:
@@ -353,7 +290,8 @@ def _caption(pretrained: PretrainedModel, correspondence: dict[str, Any] | None 
     image = pretrained.image_backbone
     sha = str(image.get("weights_sha256") or "")[:12]
     weights = f"{image.get('name', '?')} weights {image.get('weights', '?')}" + (f" (sha256 {sha}...)" if sha else "")
-    note = "demo suite: NOT a paper reproduction" if pretrained.suite == "demo" else f"{pretrained.suite} suite"
+    note = (f"{pretrained.suite} suite" if pretrained.suite == "paper"
+            else f"{pretrained.suite} suite: NOT a paper reproduction")
     return (f"Figure 4 (picat): local 2D-3D correspondences; {note}\n"
             f"backbone {pretrained.backbone}, variant {pretrained.variant}, seed {pretrained.seed}; "
             f"frozen image features: {weights}\n"

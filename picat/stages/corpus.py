@@ -27,19 +27,31 @@ from typing import Any, TextIO
 import numpy as np
 
 from picat.demo.mesh_files import save_part_mesh
-from picat.demo.part_mesh import CATEGORIES
+from picat.demo.part_mesh import ALL_CATEGORIES, CATEGORIES
 from picat.demo.recipes import demo_objects, generate_shape
 from picat.manifests import MeshRecord, list_mesh_folder, list_shapenetcore, split_heldout, write_shard_manifests
 
 HELDOUT_SEED_BASE = 2**33  # above the training corpus's uint32 seeds and the stand-ins' [2**32, 2**33)
 HELDOUT_SPAWN_TAG = 7  # first element of the held-out objects' spawn keys (the training corpus's keys are (i,))
+# ``corpus.categories`` of the demo kind: the 13 categories of the demo, or those plus 12 more
+# that overlap them in shape (picat.demo.part_mesh.EXTRA_CATEGORIES; the evidence suite's).
+CATEGORY_SETS: dict[str, tuple[str, ...]] = {"demo": CATEGORIES, "all": ALL_CATEGORIES}
 
 
-def heldout_demo_objects(n_objects: int, seed: int) -> list[tuple[str, str, int]]:
+def demo_categories(block: dict[str, Any], key: str = "corpus.categories") -> tuple[str, ...]:
+    """The categories a demo-kind block (corpus, standins) asks for: ``categories`` "demo" (default) or "all"."""
+    name = block.get("categories", "demo")
+    if name not in CATEGORY_SETS:
+        raise ValueError(f"{key} must be one of {sorted(CATEGORY_SETS)}, got {name!r}")
+    return CATEGORY_SETS[name]
+
+
+def heldout_demo_objects(n_objects: int, seed: int,
+                         categories: tuple[str, ...] = CATEGORIES) -> list[tuple[str, str, int]]:
     """The demo suite's held-out objects: ``n_objects`` tuples (object_id, category, shape_seed).
 
-    Object ``i`` has category ``CATEGORIES[i % len(CATEGORIES)]`` (round-robin, as the training
-    corpus), id ``f"{category}_heldout_{i // len(CATEGORIES):04d}"`` (never a training id:
+    Object ``i`` has category ``categories[i % len(categories)]`` (round-robin, as the training
+    corpus), id ``f"{category}_heldout_{i // len(categories):04d}"`` (never a training id:
     those are ``f"{category}_{NNNN}"``) and shape seed ``HELDOUT_SEED_BASE`` plus the first
     uint32 of ``SeedSequence(seed, spawn_key=(HELDOUT_SPAWN_TAG, i))``; entry i does not
     depend on ``n_objects``.
@@ -48,9 +60,9 @@ def heldout_demo_objects(n_objects: int, seed: int) -> list[tuple[str, str, int]
         raise ValueError(f"n_objects must be a non-negative integer, got {n_objects!r}")
     listing = []
     for i in range(int(n_objects)):
-        category = CATEGORIES[i % len(CATEGORIES)]
+        category = categories[i % len(categories)]
         word = np.random.SeedSequence(int(seed), spawn_key=(HELDOUT_SPAWN_TAG, i)).generate_state(1, dtype=np.uint32)
-        listing.append((f"{category}_heldout_{i // len(CATEGORIES):04d}", category, HELDOUT_SEED_BASE + int(word[0])))
+        listing.append((f"{category}_heldout_{i // len(categories):04d}", category, HELDOUT_SEED_BASE + int(word[0])))
     return listing
 
 
@@ -66,10 +78,11 @@ def _write_demo_meshes(objects: list[tuple[str, str, int]], out_dir: Path, log: 
     return records
 
 
-def generate_demo_meshes(n_objects: int, seed: int, out_dir: Path, log: TextIO = sys.stderr) -> list[MeshRecord]:
+def generate_demo_meshes(n_objects: int, seed: int, out_dir: Path, log: TextIO = sys.stderr,
+                         categories: tuple[str, ...] = CATEGORIES) -> list[MeshRecord]:
     """Write the demo suite's synthetic meshes as ``<out_dir>/<category>/<object_id>.obj``
     (+ ``.labels.npy`` per-face part labels) and return their records."""
-    return _write_demo_meshes(demo_objects(n_objects, seed), out_dir, log)
+    return _write_demo_meshes(demo_objects(n_objects, seed, categories), out_dir, log)
 
 
 def _list_real(corpus: dict[str, Any]) -> list[MeshRecord]:
@@ -92,7 +105,7 @@ def list_corpus(corpus: dict[str, Any], mesh_dir: Path, log: TextIO = sys.stderr
         mesh_dir: where the demo kind writes its generated meshes.
     """
     if corpus["kind"] == "demo":
-        return generate_demo_meshes(corpus["n_objects"], corpus["seed"], mesh_dir, log)
+        return generate_demo_meshes(corpus["n_objects"], corpus["seed"], mesh_dir, log, demo_categories(corpus))
     return split_heldout(_list_real(corpus), int(corpus.get("heldout_objects", 0)))[0]
 
 
@@ -100,7 +113,7 @@ def list_heldout(corpus: dict[str, Any], mesh_dir: Path, log: TextIO = sys.stder
     """Records of the held-out objects (``corpus.heldout_objects`` of them; none when absent)."""
     count = int(corpus.get("heldout_objects", 0))
     if corpus["kind"] == "demo":
-        return _write_demo_meshes(heldout_demo_objects(count, corpus["seed"]), mesh_dir, log)
+        return _write_demo_meshes(heldout_demo_objects(count, corpus["seed"], demo_categories(corpus)), mesh_dir, log)
     return split_heldout(_list_real(corpus), count)[1]
 
 

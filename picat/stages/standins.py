@@ -25,6 +25,7 @@ from picat.atomic import write_text_atomically
 from picat.datasets import write_modelnet40_h5, write_scanobjectnn
 from picat.demo.classification import clean_objects, scan_variants
 from picat.demo.scanner import SCAN_VARIANTS
+from picat.stages.corpus import demo_categories
 
 # picat's split names -> the files' (ScanObjectNN calls its train split "training").
 SPLITS = ("train", "test")
@@ -49,19 +50,21 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
 
     Args:
         settings: the suite's ``standins`` block: train_per_category, test_per_category,
-            n_points, seed, and optionally clean_yaw and scan_yaw ("canonical", the default, or
-            "random": ``picat.demo.classification.YAW_MODES``).
+            n_points, seed, and optionally categories ("demo", the default: the 13 demo
+            categories; "all": the 25 of ``picat.demo.part_mesh.ALL_CATEGORIES``), clean_yaw and
+            scan_yaw ("canonical", the default, or "random": ``picat.demo.classification.YAW_MODES``).
 
     Returns:
         The summary written to ``out/standins.json``.
     """
     out = Path(out)
     clean_yaw, scan_yaw = settings.get("clean_yaw", "canonical"), settings.get("scan_yaw", "canonical")
+    categories = demo_categories(settings, "standins.categories")
     summary: dict[str, Any] = {"settings": settings, "datasets": {}}
     for split in SPLITS:
         per_category = settings["train_per_category" if split == "train" else "test_per_category"]
         started = time.time()
-        clean = clean_objects(per_category, settings["n_points"], settings["seed"], split, yaw=clean_yaw)
+        clean = clean_objects(per_category, settings["n_points"], settings["seed"], split, categories, clean_yaw)
         points, = _shuffled(settings["seed"], np.concatenate([clean.points, clean.normals], axis=2))
         write_modelnet40_h5(out / "modelnet40_ply_hdf5_2048", split, points, clean.labels, clean.class_names)
         summary["datasets"][f"modelnet40/{split}"] = {"clouds": int(len(clean.labels)),
@@ -71,7 +74,7 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
         started = time.time()
         # One scan of each object serves all three variants (the scan is the costly part).
         all_scans = scan_variants(SCAN_VARIANTS, per_category, settings["n_points"], settings["seed"], split,
-                                 yaw=scan_yaw)
+                                     categories, scan_yaw)
         for variant, scans in all_scans.items():
             points, masks = _shuffled(settings["seed"], scans.points, scans.masks)
             write_scanobjectnn(out / "h5_files", variant, split, points, scans.labels, masks,

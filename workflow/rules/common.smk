@@ -28,7 +28,7 @@ os.environ.update(job_environment(os.environ, sys.executable, workflow.basedir))
 
 
 wildcard_constraints:
-    suite="demo|paper",
+    suite="demo|evidence|paper",
     shard=r"(shard|heldout)_\d{5}",  # training shards, and held-out objects pre-training never reads
     backbone="dgcnn|pointnext",
     variant="full|no_local|no_global|no_pose|normals",
@@ -62,10 +62,12 @@ def check_real_datasets() -> None:
             f"{SETTINGS['corpus']['root']!r} does not exist (expected layouts: docs/data-layouts.md)"
         )
     used = set()
+    downstream = SETTINGS["downstream"]
     if "standins" not in SETTINGS:
-        used |= set(SETTINGS["downstream"]["svm"]["benchmarks"]) | set(SETTINGS["downstream"]["finetune"]["benchmarks"])
+        used |= set(downstream["svm"]["benchmarks"]) | set(downstream.get("finetune", {}).get("benchmarks", []))
+        used |= set(downstream["fewshot"]["benchmarks"])
     if "seg_standins" not in SETTINGS:
-        used |= {"shapenetpart", "s3dis"}
+        used |= {name for name, block in (("shapenetpart", "partseg"), ("s3dis", "semseg")) if block in downstream}
     for benchmark in sorted(used):
         root = Path(SETTINGS["downstream"]["datasets"][benchmark]["root"])
         if not root.is_dir():
@@ -214,6 +216,8 @@ def svm_targets(suite: str) -> list[str]:
 
 
 def finetune_targets(suite: str) -> list[str]:
+    if "finetune" not in config[suite]["downstream"]:  # a suite without Table 2 (evidence)
+        return []
     finetune = config[suite]["downstream"]["finetune"]
     return expand(
         "results/downstream/{suite}/finetune/{benchmark}/pointnext_{source}/seed{seed}.json",
@@ -225,6 +229,8 @@ def finetune_targets(suite: str) -> list[str]:
 
 
 def partseg_targets(suite: str) -> list[str]:
+    if "partseg" not in config[suite]["downstream"]:  # a suite without this table (evidence)
+        return []
     partseg = config[suite]["downstream"]["partseg"]
     return expand(
         "results/downstream/{suite}/partseg/shapenetpart/dgcnn_{source}/seed{seed}.json",
@@ -235,6 +241,8 @@ def partseg_targets(suite: str) -> list[str]:
 
 
 def semseg_targets(suite: str) -> list[str]:
+    if "semseg" not in config[suite]["downstream"]:  # a suite without this table (evidence)
+        return []
     semseg = config[suite]["downstream"]["semseg"]
     return expand(
         "results/downstream/{suite}/semseg/s3dis/pointnext_{source}/seed{seed}.json",
@@ -244,8 +252,40 @@ def semseg_targets(suite: str) -> list[str]:
     )
 
 
+def fewshot_targets(suite: str) -> list[str]:
+    """The few-shot probe (picat-only): every pre-training run, and each backbone at random init with
+    the pre-training seeds (as the svm protocol's random baseline), on each fewshot benchmark. The
+    `normals` variant reads xyz + normals, so it runs only on benchmarks whose spec has `normals: true`."""
+    pretrain = config[suite]["pretrain"]
+    sources = [(backbone, variant, seed) for backbone, variant, seed in pretrain_runs(pretrain)]
+    sources += [(backbone, "random", seed) for backbone in pretrain["runs"] for seed in pretrain["seeds"]]
+    return [
+        f"results/downstream/{suite}/fewshot/{benchmark}/{backbone}_{source}/seed{seed}.json"
+        for benchmark in config[suite]["downstream"]["fewshot"]["benchmarks"]
+        for backbone, source, seed in sources
+        if source != "normals" or dataset_spec(suite, benchmark).get("normals")
+    ]
+
+
+def fewshot_checkpoint(wildcards) -> list[str]:
+    """Input function: the checkpoint a few-shot run reads (none at random init)."""
+    if wildcards.source == "random":
+        return []
+    return [
+        f"results/pretrain/{wildcards.suite}/{wildcards.backbone}/{wildcards.source}/seed{wildcards.seed}/checkpoint.pt"
+    ]
+
+
+def fewshot_backbone_arguments(wildcards, input) -> str:
+    """Params function: --checkpoint, or --random with the architecture pre-training trains."""
+    if wildcards.source == "random":
+        return f"--random {as_json(random_spec(wildcards.suite, wildcards.backbone))}"
+    return f"--checkpoint {shlex.quote(input.checkpoint[0])}"
+
+
 def downstream_results(suite: str) -> list[str]:
-    return svm_targets(suite) + finetune_targets(suite) + partseg_targets(suite) + semseg_targets(suite)
+    return (svm_targets(suite) + fewshot_targets(suite) + finetune_targets(suite) + partseg_targets(suite)
+            + semseg_targets(suite))
 
 
 # --- report ---------------------------------------------------------------------------------
