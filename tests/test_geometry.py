@@ -101,3 +101,20 @@ def test_fraction_on_mask_counts_hits_and_tolerance():
     assert geometry.fraction_on_mask(points, view[None], proj[None], far, tolerance_px=1)[0] < 0.5
     behind = points + [0, 0, 5.0]  # behind the camera: never a hit
     assert geometry.fraction_on_mask(behind, view[None], proj[None], np.ones((1, 64, 64), bool))[0] == 0.0
+
+
+def test_cube_camera_set_is_the_eight_dodecahedron_cameras_on_a_cube():
+    from picat.geometry import CAMERA_SETS, camera_set
+
+    all_views, all_projs = geometry.dodecahedron_cameras(2.5, 50.0)
+    views, projs = camera_set(2.5, 50.0, "y", "cube")
+    assert views.shape == (CAMERA_SETS["cube"], 4, 4) == (8, 4, 4)
+    np.testing.assert_array_equal(views, all_views[:8])
+    np.testing.assert_array_equal(projs, all_projs[:8])
+    eyes = np.stack([-v[:3, :3].T @ v[:3, 3] for v in views])  # camera centres from M_view
+    np.testing.assert_allclose(np.abs(eyes), 2.5 / np.sqrt(3.0), atol=1e-9)  # (+-1, +-1, +-1) scaled: a cube
+    cosines = (eyes @ eyes.T / 2.5**2)[~np.eye(8, dtype=bool)]
+    assert cosines.max() < 0.34  # no two cameras closer than ~70 degrees: spread over the sphere
+    np.testing.assert_array_equal(camera_set(2.5, 50.0, "y")[0], all_views)  # the default is the paper's 20
+    with pytest.raises(ValueError, match="render.cameras"):
+        camera_set(2.5, 50.0, "y", "octahedron")

@@ -21,7 +21,7 @@ import numpy as np
 
 from picat import __version__
 from picat.atomic import atomic_path
-from picat.geometry import dodecahedron_cameras
+from picat.geometry import camera_set
 from picat.manifests import read_manifest
 from picat.meshes import MeshError, load_mesh, write_obj
 from picat.render.launch import RenderItem, RenderJob, render_objects
@@ -32,7 +32,7 @@ def render_shard(
     manifest: Path, output: Path, env_dir: Path, render: dict[str, Any], up_axis: str,
     log: TextIO = sys.stderr,
 ) -> dict[str, int]:
-    """Render every usable mesh of a shard manifest from the 20 dodecahedron cameras.
+    """Render every usable mesh of a shard manifest from the 20 dodecahedron cameras (or their cube 8).
 
     Args:
         manifest: the shard's manifest TSV.
@@ -40,7 +40,8 @@ def render_shard(
             view_matrices, proj_matrices, skipped/*, attribute ``settings``).
         env_dir: the BlenderProc render environment.
         render: the suite's ``render`` settings (engine, cycles_samples, resolution,
-            camera_distance, fov_deg, threads).
+            camera_distance, fov_deg, threads, and optionally cameras: "dodecahedron", the
+            default, or "cube", :data:`picat.geometry.CAMERA_SETS`).
         up_axis: world axis that is up in the images.
 
     Returns:
@@ -48,7 +49,8 @@ def render_shard(
     """
     output = Path(output)
     records = read_manifest(manifest)
-    views, projs = dodecahedron_cameras(render["camera_distance"], render["fov_deg"], up_axis)
+    views, projs = camera_set(render["camera_distance"], render["fov_deg"], up_axis,
+                              render.get("cameras", "dodecahedron"))
     skipped: list[SkippedMesh] = []
     items: list[RenderItem] = []
     started = time.time()
