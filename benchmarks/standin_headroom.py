@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--suite", default="demo")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override standins settings")
     parser.add_argument("--backbones", nargs="+", default=["dgcnn", "pointnext"])
+    parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-points", type=int, default=1024)
     parser.add_argument("--keep", type=Path, default=None, help="write the stand-ins here and keep them")
@@ -74,8 +75,8 @@ def main() -> None:
     print(f"stand-ins {settings} built in {time.time() - started:.0f} s under {root}", flush=True)
     rows = []
     quiet = io.StringIO()  # no progress bars per feature pass
-    for benchmark, spec in BENCHMARKS.items():
-        spec = {**spec, "root": str(root / spec["root"])}
+    for benchmark in args.benchmarks:
+        spec = {**BENCHMARKS[benchmark], "root": str(root / BENCHMARKS[benchmark]["root"])}
         train, test = read_classification(spec, "train"), read_classification(spec, "test")
         for name in args.backbones:
             accuracies = []
