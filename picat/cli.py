@@ -152,6 +152,18 @@ def _backbone_source(args: argparse.Namespace) -> dict:
     return {"checkpoint": Path(args.checkpoint) if args.checkpoint else None, "random_spec": args.random}
 
 
+def _frozen_source(args: argparse.Namespace) -> dict:
+    """A frozen-feature protocol's input: a features file, or --dataset with a backbone source."""
+    if args.features is not None:
+        if args.checkpoint is not None or args.random is not None or args.dataset is not None:
+            raise ValueError("--features already names the dataset and backbone: leave out --dataset, --checkpoint "
+                             "and --random")
+        return {"features": Path(args.features)}
+    if args.dataset is None:
+        raise ValueError("give --dataset with --checkpoint or --random, or a --features file")
+    return _backbone_source(args)
+
+
 def _cmd_standins(args: argparse.Namespace) -> None:
     from picat.stages.standins import build_standins
 
@@ -165,7 +177,7 @@ def _cmd_svm(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_svm(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
-            device=args.device, amp=args.amp, n_jobs=args.threads, **_backbone_source(args))
+            device=args.device, amp=args.amp, n_jobs=args.threads, **_frozen_source(args))
 
 
 def _cmd_fewshot(args: argparse.Namespace) -> None:
@@ -175,7 +187,17 @@ def _cmd_fewshot(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_fewshot(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
-                device=args.device, amp=args.amp, n_jobs=args.threads, **_backbone_source(args))
+                device=args.device, amp=args.amp, n_jobs=args.threads, **_frozen_source(args))
+
+
+def _cmd_features(args: argparse.Namespace) -> None:
+    import torch
+
+    from picat.stages.features import run_features
+
+    torch.set_num_threads(args.threads)
+    run_features(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
+                 device=args.device, amp=args.amp, **_backbone_source(args))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
@@ -256,10 +278,12 @@ def _cmd_check_config(args: argparse.Namespace) -> None:
     print(f"{path}: valid")
 
 
-def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: str) -> None:
+def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: str,
+                       settings_help: str | None = None) -> None:
     """The arguments every downstream run shares: settings, backbone source, seed, suite, output, device,
     precision and threads (the linear SVM's C search runs in as many processes)."""
-    command.add_argument("--settings", type=_json_arg, required=True, help=f"the downstream.{name} block, as JSON")
+    command.add_argument("--settings", type=_json_arg, required=True,
+                         help=settings_help or f"the downstream.{name} block, as JSON")
     command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
     command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
     command.add_argument("--seed", type=int, required=True)
@@ -359,10 +383,23 @@ def build_parser() -> argparse.ArgumentParser:
              _cmd_fewshot)):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--benchmark", required=True)
-        command.add_argument("--dataset", type=_json_arg, required=True, help="the benchmark's reader spec, as JSON")
+        frozen = name in ("svm", "fewshot")
+        command.add_argument("--dataset", type=_json_arg, required=not frozen,
+                             help="the benchmark's reader spec, as JSON" + (" (not with --features)" if frozen else ""))
+        if frozen:
+            command.add_argument("--features", help="a features file (picat features) to fit on, in place of "
+                                                    "--dataset and --checkpoint/--random; --amp is then the file's")
         _add_run_arguments(command, name, "the result records (JSON list, one per shot count) to write"
                            if name == "fewshot" else "the result record (JSON) to write")
         command.set_defaults(run=run)
+
+    command = commands.add_parser("features", help="a frozen backbone's global features of a benchmark's train and "
+                                                   "test splits (.npz), read by svm and fewshot")
+    command.add_argument("--benchmark", required=True)
+    command.add_argument("--dataset", type=_json_arg, required=True, help="the benchmark's reader spec, as JSON")
+    _add_run_arguments(command, "features", "the features file (.npz) to write",
+                       '{"n_points", "batch_size"}, the keys downstream.svm and downstream.fewshot share, as JSON')
+    command.set_defaults(run=_cmd_features)
 
     command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")
     command.add_argument("--settings", type=_json_arg, required=True,

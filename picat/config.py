@@ -50,11 +50,29 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             )
         _check_runs_exist(config[suite], suite)
         downstream = config[suite]["downstream"]
+        _check_shared_feature_settings(downstream, suite)
         for block, dataset in (("partseg", "shapenetpart"), ("semseg", "s3dis")):
             if block in downstream and dataset not in downstream["datasets"]:
                 raise ConfigError(f"invalid config key '{suite}.downstream.datasets': '{suite}.downstream.{block}' "
                                   f"needs a '{dataset}' dataset entry")
     return config
+
+
+# The keys of downstream.svm and downstream.fewshot that decide their frozen features: one
+# features job per (benchmark, backbone, source, seed) serves both (picat.stages.features).
+SHARED_FEATURE_KEYS = ("n_points", "batch_size")
+
+
+def _check_shared_feature_settings(downstream: dict[str, Any], suite: str) -> None:
+    """The svm and few-shot protocols read the same features file, so they must extract alike."""
+    if "svm" not in downstream or "fewshot" not in downstream:
+        return
+    for key in SHARED_FEATURE_KEYS:
+        svm, fewshot = downstream["svm"][key], downstream["fewshot"][key]
+        if svm != fewshot:
+            raise ConfigError(f"invalid config key '{suite}.downstream.fewshot.{key}': {fewshot} differs from "
+                              f"'{suite}.downstream.svm.{key}' ({svm}); both protocols fit on one extraction of the "
+                              "frozen features (results/frozen_features), so set them equal")
 
 
 # Which pre-training backbone each checkpoint-consuming block starts from.

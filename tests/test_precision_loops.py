@@ -369,10 +369,11 @@ def test_svm_c_search_runs_in_n_jobs_processes(monkeypatch):
 
 
 def test_svm_stage_hands_threads_and_amp_on_and_records_the_precision(datasets, tmp_path, monkeypatch):  # noqa: F811
+    import picat.stages.features as features
     import picat.stages.svm as stage
 
     calls = {}
-    real_fit, real_extract = stage.fit_and_score, stage.extract_features
+    real_fit, real_extract = stage.fit_and_score, features.extract_features
 
     def fit_spy(*args, **kwargs):
         calls["n_jobs"] = kwargs.get("n_jobs")
@@ -383,7 +384,7 @@ def test_svm_stage_hands_threads_and_amp_on_and_records_the_precision(datasets, 
         return real_extract(*args, **kwargs)
 
     monkeypatch.setattr(stage, "fit_and_score", fit_spy)
-    monkeypatch.setattr(stage, "extract_features", extract_spy)
+    monkeypatch.setattr(features, "extract_features", extract_spy)  # the svm stage extracts through it
     settings = {"n_points": 64, "c_grid": [0.01, 1.0], "folds": 2}
     record = stage.run_svm("modelnet40", datasets["modelnet40"], settings, tmp_path / "svm.json", "demo", 5,
                            random_spec={"backbone": "dgcnn", "options": {**TINY_DGCNN}, "up_axis": "y"},

@@ -198,7 +198,24 @@ def test_changing_svm_settings_replans_only_svms_and_collation(workflow_run):
     config["demo"]["downstream"]["svm"]["c_grid"] = [0.5, 5.0]
     (workflow_run / "config-svm.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(workflow_run, *TARGETS, config="config-svm.yaml")
-    assert jobs == {"svm_pretrained": 2, "svm_random": 2, "tables": 1}
+    # How the SVM fits is not how the features are extracted: no features job reruns.
+    assert jobs == {"svm_pretrained": 2, "svm_random": 2, "tables": 1} and "features" not in jobs
+
+
+def test_changing_the_shared_n_points_reextracts_the_features_and_refits_both_protocols(workflow_run):
+    config = yaml.safe_load((workflow_run / "config.yaml").read_text())
+    for protocol in ("svm", "fewshot"):  # picat.config refuses the two blocks disagreeing
+        config["demo"]["downstream"][protocol]["n_points"] = 64
+    (workflow_run / "config-n_points.yaml").write_text(yaml.safe_dump(config))
+    jobs, outputs = plan(workflow_run, *TARGETS, config="config-n_points.yaml")
+    # One extraction per (benchmark, backbone, source, seed) that either protocol reads: dgcnn full and
+    # random on both svm benchmarks, pointnext full and random on the fewshot benchmark.
+    assert jobs == {"features": 6, "svm_pretrained": 2, "svm_random": 2, "fewshot": 4, "tables": 1}
+    assert {path for path in outputs if "/frozen_features/" in path} == {
+        f"results/frozen_features/demo/{benchmark}/{backbone}_{source}/seed0.npz"
+        for benchmark, backbone in (("modelnet40", "dgcnn"), ("scanobjectnn_obj_bg", "dgcnn"),
+                                    ("modelnet40", "pointnext"))
+        for source in ("full", "random")}
 
 
 def changed_config(workdir: Path, section: str, **values) -> str:
@@ -229,8 +246,9 @@ def test_changing_dgcnn_options_leaves_pointnext_runs_alone(workflow_run):
 # runs, the downstream runs that start from a checkpoint (never the scratch or random-init
 # ones, nor the stand-in datasets), Figure 4 (it reads the shards), the tables, and the
 # `shards`/`pretrain` target rules.
-AFTER_SHARDS = {"encode": 3, "shard_index": 1, "shards": 1, "pretrain_run": 2, "pretrain": 1, "svm_pretrained": 2,
-                "fewshot": 2, "finetune": 1, "partseg": 1, "semseg": 1, "correspondence": 2, "figure4": 2, "tables": 1}
+AFTER_SHARDS = {"encode": 3, "shard_index": 1, "shards": 1, "pretrain_run": 2, "pretrain": 1, "features": 3,
+                "svm_pretrained": 2, "fewshot": 2, "finetune": 1, "partseg": 1, "semseg": 1, "correspondence": 2,
+                "figure4": 2, "tables": 1}
 
 
 def from_scratch_or_random(outputs: set[str]) -> set[str]:

@@ -2,8 +2,10 @@
 backbone's features; writes one JSON list of records, one per shot count.
 
 The backbone source is a Pic@Point checkpoint or a random initialisation (the "random"
-baseline, seeded like the svm protocol's). Features are extracted once; every shot count and
-draw (:mod:`picat.downstream.fewshot`) is fitted on them.
+baseline, seeded like the svm protocol's). Its features come from a features file
+(:mod:`picat.stages.features`: the workflow extracts them once for this probe and the svm
+protocol) or, without one, are extracted here; every shot count and draw
+(:mod:`picat.downstream.fewshot`) is fitted on them.
 """
 
 from __future__ import annotations
@@ -13,51 +15,46 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from picat.accelerator import precision_label
-from picat.datasets import read_classification
-from picat.devices import pick_device
-from picat.downstream.backbones import backbone_source
 from picat.downstream.fewshot import FewshotSettings, probe
-from picat.downstream.records import fewshot_metric, write_run_records
-from picat.downstream.svm import extract_features
+from picat.downstream.records import fewshot_metric, json_safe, make_records, write_records
+from picat.stages.features import FeatureSettings, frozen_features_for
 
 
-def run_fewshot(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str,
+def run_fewshot(benchmark: str, dataset: dict[str, Any] | None, settings: dict[str, Any], output: Path, suite: str,
                 seed: int, checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None,
                 device: str = "auto", log: TextIO = sys.stderr, amp: str = "fp32",
-                n_jobs: int = 1) -> list[dict[str, Any]]:
+                n_jobs: int = 1, features: Path | None = None) -> list[dict[str, Any]]:
     """The few-shot probe on the frozen backbone's features of ``dataset``; writes and returns the records.
 
     Args:
-        dataset: the benchmark's reader spec (``picat.datasets.read_classification``).
+        dataset: the benchmark's reader spec (``picat.datasets.read_classification``); None with ``features``.
         settings: the ``downstream.fewshot`` block without ``benchmarks`` (FewshotSettings fields).
         seed: the pre-training seed (checkpoint) or the random init's seed; also seeds the draws.
-        amp: the feature extraction's precision; recorded as ``precision``.
+        amp: the feature extraction's precision; recorded as ``precision`` (with ``features``, the file's).
         n_jobs: processes for the "all" row's C search (the job's threads).
+        features: a features file of this benchmark, suite, seed, ``n_points`` and ``batch_size``
+            (:func:`picat.stages.features.read_features`) in place of ``dataset`` and a backbone source.
+            ``details.seconds.features`` is then the extraction's time, from the file.
     """
     fewshot = FewshotSettings.of(settings)
-    started = time.time()
-    backbone, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="random")
-    train, test = read_classification(dataset, "train"), read_classification(dataset, "test")
-    if train.class_names != test.class_names:
-        raise ValueError(f"{benchmark}: train and test splits name different classes")
-    where = pick_device(device)
-    print(f"[fewshot] {benchmark}: {len(train.labels)} train / {len(test.labels)} test clouds, "
-          f"{len(train.class_names)} classes; backbone {backbone.picat_metadata['backbone']} ({init}"
-          f"{'' if variant is None else ', ' + variant}, seed {seed}) on {where}; shots {list(fewshot.shots)}, "
-          f"{fewshot.draws} draws each", file=log, flush=True)
-    train_x = extract_features(backbone, train.points, fewshot.n_points, fewshot.batch_size, where, log,
-                               "train features", amp)
-    test_x = extract_features(backbone, test.points, fewshot.n_points, fewshot.batch_size, where, log,
-                              "test features", amp)
-    extracted = time.time()
-    shots = probe(train_x, train.labels, test_x, test.labels, train.class_names, fewshot, seed, n_jobs, log)
+    print(f"[fewshot] {benchmark}: shots {list(fewshot.shots)}, {fewshot.draws} draws each", file=log, flush=True)
+    frozen = frozen_features_for("fewshot", benchmark, dataset, FeatureSettings(fewshot.n_points, fewshot.batch_size),
+                                 suite, seed, checkpoint, random_spec, features, device, log, amp)
+    meta = frozen.metadata
+    fitting = time.time()
+    shots = probe(frozen.train_x, frozen.train_y, frozen.test_x, frozen.test_y, frozen.class_names, fewshot, seed,
+                  n_jobs, log)
     metrics = {fewshot_metric(row["shots"]): row["mean"] for row in shots.values()}
     details = {"shots": shots, "picat_only": "not in the paper",
                "settings": {**fewshot.__dict__, "shots": list(fewshot.shots), "c_grid": list(fewshot.c_grid)},
-               "precision": precision_label(amp, where), "feature_dim": int(train_x.shape[1]),
-               "n_train": int(len(train.labels)), "n_test": int(len(test.labels)),
-               "train_source": train.source, "test_source": test.source,
-               "seconds": {"features": extracted - started, "fits": time.time() - extracted}}
-    return write_run_records("fewshot", benchmark, backbone.picat_metadata["backbone"], metrics, details, output,
-                             suite, seed, init, variant, metadata, checkpoint)
+               "precision": meta["precision"], "feature_dim": meta["feature_dim"],
+               "n_train": meta["n_train"], "n_test": meta["n_test"],
+               "train_source": meta["train_source"], "test_source": meta["test_source"],
+               "seconds": {"features": meta["seconds"], "fits": time.time() - fitting}}
+    records = make_records(
+        metrics, protocol="fewshot", benchmark=benchmark, backbone=meta["backbone"], variant=meta["variant"],
+        init=meta["init"], seed=seed, suite=suite, image_backbone=meta["image_backbone"],
+        trainable_pretrain_params=meta["trainable_pretrain_params"], checkpoint=meta["checkpoint"],
+        details=json_safe(details))
+    write_records(records, output)
+    return records

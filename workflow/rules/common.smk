@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from picat.config import ConfigError, pretrain_run_settings, pretrain_runs, suite_settings, validate_config
+from picat.config import (
+    SHARED_FEATURE_KEYS,
+    ConfigError,
+    pretrain_run_settings,
+    pretrain_runs,
+    suite_settings,
+    validate_config,
+)
 from picat.workflow_env import job_environment
 
 try:
@@ -267,8 +274,23 @@ def fewshot_targets(suite: str) -> list[str]:
     ]
 
 
-def fewshot_checkpoint(wildcards) -> list[str]:
-    """Input function: the checkpoint a few-shot run reads (none at random init)."""
+# One frozen-feature file per (benchmark, backbone, variant or random init, seed): the features
+# rule writes it, the svm and fewshot rules read it.
+FROZEN_FEATURES = "results/frozen_features/{suite}/{benchmark}/{backbone}_{source}/seed{seed}.npz"
+
+
+def frozen_features(source: str) -> str:
+    """The features file a frozen-feature run reads; ``source`` is "random" or a wildcard ("{variant}")."""
+    return FROZEN_FEATURES.replace("{source}", source)
+
+
+def feature_settings(suite: str) -> dict:
+    """How the features are extracted: the keys the svm and fewshot blocks share (and must agree on)."""
+    return {key: config[suite]["downstream"]["svm"][key] for key in SHARED_FEATURE_KEYS}
+
+
+def frozen_checkpoint(wildcards) -> list[str]:
+    """Input function: the checkpoint a features job reads (none at random init)."""
     if wildcards.source == "random":
         return []
     return [
@@ -276,7 +298,7 @@ def fewshot_checkpoint(wildcards) -> list[str]:
     ]
 
 
-def fewshot_backbone_arguments(wildcards, input) -> str:
+def frozen_backbone_arguments(wildcards, input) -> str:
     """Params function: --checkpoint, or --random with the architecture pre-training trains."""
     if wildcards.source == "random":
         return f"--random {as_json(random_spec(wildcards.suite, wildcards.backbone))}"

@@ -1,5 +1,6 @@
-# Downstream classification (Tables 1-3): the demo suite's stand-in datasets, linear SVMs on
-# frozen features, and PointNeXt-S fine-tuning, fanned out over pre-training seeds.
+# Downstream classification (Tables 1-3): the demo suite's stand-in datasets, frozen features
+# (extracted once, read by the linear SVMs and the few-shot probe), and PointNeXt-S
+# fine-tuning, fanned out over pre-training seeds.
 
 
 rule standins:
@@ -21,70 +22,20 @@ rule standins:
         "python -m picat standins --settings {params.settings} --out {output:q} > {log:q} 2>&1"
 
 
-rule svm_pretrained:
+# One extraction of a frozen backbone's global features per (benchmark, backbone, variant or
+# random init, seed), read by both frozen-feature protocols below (svm, fewshot) instead of each
+# extracting its own. Its params are the extraction's alone (n_points, batch_size: equal in the
+# two blocks, picat.config checks), so changing how a protocol fits reruns only that protocol.
+rule features:
     input:
-        checkpoint="results/pretrain/{suite}/{backbone}/{variant}/seed{seed}/checkpoint.pt",
+        checkpoint=frozen_checkpoint,
         datasets=dataset_input,
     output:
-        "results/downstream/{suite}/svm/{benchmark}/{backbone}_{variant}/seed{seed}.json",
+        FROZEN_FEATURES,
     log:
-        "results/logs/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.log",
+        "results/logs/{suite}/features/{benchmark}_{backbone}_{source}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite == "demo" else 8
-    resources:
-        mem_mb=lambda w: 6000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 30 if w.suite == "demo" else 180,
-    conda:
-        "../../envs/picat.yaml"
-    params:
-        dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
-        settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
-        amp=lambda w: config[w.suite]["amp"],
-    shell:
-        "python -m picat svm --benchmark {wildcards.benchmark} --dataset {params.dataset} --settings {params.settings} "
-        "--checkpoint {input.checkpoint:q} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
-        "--amp {params.amp} --threads {threads} > {log:q} 2>&1"
-
-
-rule svm_random:
-    input:
-        datasets=dataset_input,
-    output:
-        "results/downstream/{suite}/svm/{benchmark}/{backbone}_random/seed{seed}.json",
-    log:
-        "results/logs/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.log",
-    benchmark:
-        "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite == "demo" else 8
-    resources:
-        mem_mb=lambda w: 6000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 30 if w.suite == "demo" else 180,
-    conda:
-        "../../envs/picat.yaml"
-    params:
-        dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
-        settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
-        random=lambda w: as_json(random_spec(w.suite, w.backbone)),
-        amp=lambda w: config[w.suite]["amp"],
-    shell:
-        "python -m picat svm --benchmark {wildcards.benchmark} --dataset {params.dataset} --settings {params.settings} "
-        "--random {params.random} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
-        "--amp {params.amp} --threads {threads} > {log:q} 2>&1"
-
-
-# picat-only (not in the paper): the few-shot linear probe, one job per (benchmark, backbone,
-# variant or random init, seed); features once, every shot count and draw fitted on them.
-rule fewshot:
-    input:
-        checkpoint=fewshot_checkpoint,
-        datasets=dataset_input,
-    output:
-        "results/downstream/{suite}/fewshot/{benchmark}/{backbone}_{source}/seed{seed}.json",
-    log:
-        "results/logs/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.log",
-    benchmark:
-        "results/benchmarks/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
+        "results/benchmarks/{suite}/features/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="random|full|no_local|no_global|no_pose|normals",
     threads: lambda w: 2 if w.suite == "demo" else 8
@@ -95,13 +46,86 @@ rule fewshot:
         "../../envs/picat.yaml"
     params:
         dataset=lambda w: as_json(dataset_spec(w.suite, w.benchmark)),
-        settings=lambda w: as_json(run_settings(w.suite, "fewshot", listing=("benchmarks",))),
-        backbone=fewshot_backbone_arguments,
+        settings=lambda w: as_json(feature_settings(w.suite)),
+        backbone=frozen_backbone_arguments,
         amp=lambda w: config[w.suite]["amp"],
     shell:
-        "python -m picat fewshot --benchmark {wildcards.benchmark} --dataset {params.dataset} "
+        "python -m picat features --benchmark {wildcards.benchmark} --dataset {params.dataset} "
         "--settings {params.settings} {params.backbone} --seed {wildcards.seed} --suite {wildcards.suite} "
         "--out {output:q} --amp {params.amp} --threads {threads} > {log:q} 2>&1"
+
+
+rule svm_pretrained:
+    input:
+        features=frozen_features("{variant}"),
+    output:
+        "results/downstream/{suite}/svm/{benchmark}/{backbone}_{variant}/seed{seed}.json",
+    log:
+        "results/logs/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.tsv"
+    threads: lambda w: 2 if w.suite == "demo" else 8
+    resources:
+        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 30 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
+    shell:
+        "python -m picat svm --benchmark {wildcards.benchmark} --features {input.features:q} "
+        "--settings {params.settings} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+rule svm_random:
+    input:
+        features=frozen_features("random"),
+    output:
+        "results/downstream/{suite}/svm/{benchmark}/{backbone}_random/seed{seed}.json",
+    log:
+        "results/logs/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.tsv"
+    threads: lambda w: 2 if w.suite == "demo" else 8
+    resources:
+        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 30 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
+    shell:
+        "python -m picat svm --benchmark {wildcards.benchmark} --features {input.features:q} "
+        "--settings {params.settings} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+# picat-only (not in the paper): the few-shot linear probe, one job per (benchmark, backbone,
+# variant or random init, seed); every shot count and draw fitted on the shared features.
+rule fewshot:
+    input:
+        features=frozen_features("{source}"),
+    output:
+        "results/downstream/{suite}/fewshot/{benchmark}/{backbone}_{source}/seed{seed}.json",
+    log:
+        "results/logs/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
+    wildcard_constraints:
+        source="random|full|no_local|no_global|no_pose|normals",
+    threads: lambda w: 2 if w.suite == "demo" else 8
+    resources:
+        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
+        runtime=lambda w: 30 if w.suite == "demo" else 180,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        settings=lambda w: as_json(run_settings(w.suite, "fewshot", listing=("benchmarks",))),
+    shell:
+        "python -m picat fewshot --benchmark {wildcards.benchmark} --features {input.features:q} "
+        "--settings {params.settings} --seed {wildcards.seed} --suite {wildcards.suite} "
+        "--out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule finetune:
