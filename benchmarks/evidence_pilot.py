@@ -68,7 +68,7 @@ def evaluate(backbone: torch.nn.Module, tasks: dict[str, tuple], seed: int) -> d
         train_x = extract_features(backbone, pool, 1024, 32, log=quiet)
         test_x = extract_features(backbone, test, 1024, 32, log=quiet)
         result = probe(train_x, pool_y, test_x, test_y, [str(i) for i in range(pool_y.max() + 1)], settings, seed,
-                       n_jobs=2, log=quiet)
+                       n_jobs=torch.get_num_threads(), log=quiet)
         out[f"{name}_5shot"], out[f"{name}_all"] = result["5"]["mean"], result["all"]["mean"]
     return out
 
@@ -96,9 +96,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=3)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="pretrain setting overrides")
     parser.add_argument("--per-category", type=int, default=10, help="val objects per category in pool and eval")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     suite = yaml.safe_load(Path(args.config).read_text())[args.suite]
     settings = dict(suite["pretrain"])
     for item in args.set:
