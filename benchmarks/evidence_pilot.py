@@ -134,11 +134,14 @@ def main() -> None:
     record(0, random_backbone(args.backbone, options, args.seed, "y"), 0.0)
     output = args.out / "checkpoint.pt"
     trained, seconds = 0, 0.0
+    if (args.out / RESUME_FILE).is_file():  # an interrupted pilot resumes where its resume state stands
+        trained = int(torch.load(args.out / RESUME_FILE, map_location="cpu", weights_only=False)["epoch"])
+        print(f"resuming after epoch {trained}", flush=True)
     while trained < settings["epochs"]:
         step = min(args.eval_every, settings["epochs"] - trained)
         started = time.time()
         done = run_pretraining(shards, features, output, args.backbone, args.variant, args.seed, settings, "y",
-                               args.suite, stop_after_epochs=step, log=sys.stderr)
+                               args.suite, stop_after_epochs=trained + step, log=sys.stderr)  # a total count
         seconds += time.time() - started
         trained += step
         if done is not None:
