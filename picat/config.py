@@ -114,14 +114,14 @@ def suite_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # Keys of the pretrain block that choose WHICH runs exist, not how one run trains.
-_RUN_SELECTION_KEYS = ("runs", "seeds")
+_RUN_SELECTION_KEYS = ("runs", "seeds", "threads")  # threads: how fast, not what a run computes
 _BACKBONE_OPTION_KEYS = ("dgcnn", "pointnext")
 
 
 def pretrain_run_settings(pretrain: dict[str, Any], backbone: str) -> dict[str, Any]:
     """The settings one (backbone, variant, seed) run depends on.
 
-    Drops the run selection (``runs``, ``seeds``) and the other backbones' options, so that
+    Drops the run selection (``runs``, ``seeds``), the job's ``threads`` and the other backbones' options, so that
     adding a seed or a variant, or retuning PointNeXt, does not invalidate DGCNN's runs.
     """
     return {key: value for key, value in pretrain.items()

@@ -84,3 +84,15 @@ def test_segmentation_blocks_are_optional_but_need_their_dataset(config):
     needs["demo"]["downstream"]["datasets"].pop("s3dis")
     with pytest.raises(ConfigError, match=r"'demo.downstream.datasets'.*semseg.*'s3dis'"):
         validate_config(needs)
+
+
+def test_pretrain_threads_choose_the_job_size_not_the_run(config):
+    from picat.config import pretrain_run_settings
+
+    pretrain = config["evidence"]["pretrain"]
+    assert pretrain["threads"] == 1
+    assert pretrain_run_settings(pretrain, "dgcnn") == pretrain_run_settings({**pretrain, "threads": 4}, "dgcnn")
+    bad = copy.deepcopy(config)
+    bad["evidence"]["pretrain"]["threads"] = 0
+    with pytest.raises(ConfigError, match="'evidence.pretrain.threads'"):
+        validate_config(bad)

@@ -39,7 +39,8 @@ rule pretrain_run:
         "results/logs/{suite}/pretrain/{backbone}_{variant}_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/pretrain/{backbone}_{variant}_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    # pretrain.threads when set (evidence: 1, so that 2 cores run two runs side by side), else 2 / 8.
+    threads: lambda w: config[w.suite]["pretrain"].get("threads", 2 if w.suite == "demo" else 8)
     resources:
         # Shards and feature caches are read lazily: a fixed part (model, batches, the 2D
         # heads), 2 GB per data-loader worker, and a few MB per open shard and cache (measured
