@@ -446,8 +446,9 @@ def test_cli_passes_amp_and_the_svm_threads_to_the_stage(command, monkeypatch):
 
 
 def test_rules_hand_the_suites_amp_to_the_downstream_commands(tmp_path):
-    """A dry run of the demo suite with ``amp: bf16``: every SVM, fine-tuning and segmentation
-    command carries ``--amp bf16`` and parses with the CLI (the SVM's --threads become its n_jobs)."""
+    """A dry run of the demo suite with ``amp: bf16``: every frozen-feature extraction (the svm and
+    fewshot protocols' forward passes), fine-tuning and segmentation command carries ``--amp bf16``
+    and parses with the CLI."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["demo"]["amp"] = "bf16"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -461,11 +462,11 @@ def test_rules_hand_the_suites_amp_to_the_downstream_commands(tmp_path):
     for shell in shells:
         words = shlex.split(shell)
         name = words[0]
-        if name not in ("svm", "finetune", "partseg", "semseg"):
+        if name not in ("features", "finetune", "partseg", "semseg"):
             continue
         found[name] = found.get(name, 0) + 1
         argv = words[:words.index(">")]
         args = build_parser().parse_args(argv)
         assert args.amp == "bf16", shell
         assert args.threads >= 1
-    assert set(found) == {"svm", "finetune", "partseg", "semseg"}, found
+    assert set(found) == {"features", "finetune", "partseg", "semseg"}, found
