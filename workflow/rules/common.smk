@@ -23,6 +23,9 @@ except ConfigError as error:
     raise WorkflowError(f"config.yaml: {error}") from None
 
 SUITE = config["suite"]
+# Suites sized for a 2-core laptop: their jobs ask for the small thread, memory and time budgets
+# (the bracketed figures of docs/cluster.md); the paper suite's jobs ask for cluster-sized ones.
+LAPTOP_SUITES = ("demo", "evidence")
 SETTINGS = suite_settings(config)
 RENDER_ENV = config["render_env"]
 RENDER_ENV_STAMP = f"{RENDER_ENV}/picat-render-env.json"

@@ -38,10 +38,10 @@ rule features:
         "results/benchmarks/{suite}/features/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="random|full|no_local|no_global|no_pose|normals",
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 6000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 30 if w.suite == "demo" else 180,
+        mem_mb=lambda w: 6000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
     conda:
         "../../envs/picat.yaml"
     params:
@@ -64,10 +64,10 @@ rule svm_pretrained:
         "results/logs/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 30 if w.suite == "demo" else 180,
+        mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
     conda:
         "../../envs/picat.yaml"
     params:
@@ -87,10 +87,10 @@ rule svm_random:
         "results/logs/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 30 if w.suite == "demo" else 180,
+        mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
     conda:
         "../../envs/picat.yaml"
     params:
@@ -114,10 +114,10 @@ rule fewshot:
         "results/benchmarks/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="random|full|no_local|no_global|no_pose|normals",
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 30 if w.suite == "demo" else 180,
+        mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
     conda:
         "../../envs/picat.yaml"
     params:
@@ -140,10 +140,10 @@ rule finetune:
         "results/benchmarks/{suite}/finetune/{benchmark}_pointnext_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 8000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 60 if w.suite == "demo" else 12 * 60,
+        mem_mb=lambda w: 8000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 12 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
     conda:
         "../../envs/picat.yaml"

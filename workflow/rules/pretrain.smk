@@ -11,10 +11,10 @@ rule encode:
         "results/logs/{suite}/encode/{shard}.log",
     benchmark:
         "results/benchmarks/{suite}/encode/{shard}.tsv"
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 4000 if w.suite == "demo" else 12000,
-        runtime=lambda w: 60 if w.suite == "demo" else 180,
+        mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 12000,
+        runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 180,
         gpu=lambda w: config[w.suite]["encode"]["gpus"],
     conda:
         "../../envs/picat.yaml"
@@ -40,13 +40,13 @@ rule pretrain_run:
     benchmark:
         "results/benchmarks/{suite}/pretrain/{backbone}_{variant}_seed{seed}.tsv"
     # pretrain.threads when set (evidence: 1, so that 2 cores run two runs side by side), else 2 / 8.
-    threads: lambda w: config[w.suite]["pretrain"].get("threads", 2 if w.suite == "demo" else 8)
+    threads: lambda w: config[w.suite]["pretrain"].get("threads", 2 if w.suite in LAPTOP_SUITES else 8)
     resources:
         # Shards and feature caches are read lazily: a fixed part (model, batches, the 2D
         # heads), 2 GB per data-loader worker, and a few MB per open shard and cache (measured
         # ~1-5 MB by benchmarks/pretrain_memory.py; README "Memory"), budgeted at 8 MB each.
         mem_mb=lambda w, input: 6000 + 2000 * config[w.suite]["pretrain"]["num_workers"] + 8 * len(input.shards),
-        runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
+        runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
     conda:
         "../../envs/picat.yaml"

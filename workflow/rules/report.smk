@@ -18,8 +18,8 @@ rule correspondence:
         "results/benchmarks/{suite}/correspondence/{backbone}_{variant}_seed{seed}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: 4000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 20 if w.suite == "demo" else 120,
+        mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 20 if w.suite in LAPTOP_SUITES else 120,
     conda:
         "../../envs/picat.yaml"
     params:

@@ -33,7 +33,7 @@ rule s3dis_convert:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=lambda w: 10 if w.suite == "demo" else 120,
+        runtime=lambda w: 10 if w.suite in LAPTOP_SUITES else 120,
     conda:
         "../../envs/picat.yaml"
     params:
@@ -54,10 +54,10 @@ rule partseg:
         "results/benchmarks/{suite}/partseg/shapenetpart_dgcnn_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 8000 if w.suite == "demo" else 16000,
-        runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
+        mem_mb=lambda w: 8000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
     conda:
         "../../envs/picat.yaml"
@@ -84,10 +84,10 @@ rule semseg:
         "results/benchmarks/{suite}/semseg/s3dis_pointnext_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: lambda w: 2 if w.suite == "demo" else 8
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
-        mem_mb=lambda w: 6000 if w.suite == "demo" else 32000,
-        runtime=lambda w: 60 if w.suite == "demo" else 24 * 60,
+        mem_mb=lambda w: 6000 if w.suite in LAPTOP_SUITES else 32000,
+        runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 24 * 60,
         gpu=lambda w: config[w.suite]["pretrain"]["gpus"],
     conda:
         "../../envs/picat.yaml"

@@ -10,7 +10,7 @@ checkpoint corpus:
         "results/benchmarks/{suite}/corpus.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: 2000 if w.suite == "demo" else 4000,
+        mem_mb=lambda w: 2000 if w.suite in LAPTOP_SUITES else 4000,
         runtime=60,
     conda:
         "../../envs/picat.yaml"
@@ -33,7 +33,7 @@ checkpoint heldout_corpus:
         "results/benchmarks/{suite}/heldout_corpus.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: 2000 if w.suite == "demo" else 4000,
+        mem_mb=lambda w: 2000 if w.suite in LAPTOP_SUITES else 4000,
         runtime=60,
     conda:
         "../../envs/picat.yaml"
@@ -88,7 +88,7 @@ rule pack:
     resources:
         # Packs object by object; margin for the per-object arrays and HDF5 chunk caches.
         mem_mb=lambda w: 2000 + 8 * config[w.suite]["shards"]["objects_per_shard"],
-        runtime=lambda w: 30 if w.suite == "demo" else 120,
+        runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 120,
     conda:
         "../../envs/picat.yaml"
     params:
@@ -110,8 +110,8 @@ rule shard_index:
         "results/benchmarks/{suite}/shard_index.tsv"
     threads: 1
     resources:
-        mem_mb=lambda w: 1000 if w.suite == "demo" else 4000,
-        runtime=lambda w: 10 if w.suite == "demo" else 60,
+        mem_mb=lambda w: 1000 if w.suite in LAPTOP_SUITES else 4000,
+        runtime=lambda w: 10 if w.suite in LAPTOP_SUITES else 60,
     conda:
         "../../envs/picat.yaml"
     shell:
