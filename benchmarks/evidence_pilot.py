@@ -73,13 +73,14 @@ def evaluate(backbone: torch.nn.Module, tasks: dict[str, tuple], seed: int) -> d
     return out
 
 
-def backbone_of_resume(run_dir: Path, name: str, options: dict, variant: str, image_dim: int,
-                       settings: dict) -> torch.nn.Module:
-    """The point backbone inside the run's latest resume state (eval mode)."""
+def backbone_of_resume(state: dict, name: str, options: dict, variant: str, settings: dict) -> torch.nn.Module:
+    """The point backbone inside a run's resume state (``state["model"]``, eval mode)."""
+    model_state = state["model"]
+    head = "image_local" if "image_local.layers.0.weight" in model_state else "image_global"
+    image_dim = int(model_state[f"{head}.layers.0.weight"].shape[1])  # the frozen image features' width
     model = PicAtPoint(build_point_backbone(name, options, VariantSettings.of(variant).normals, "y"), image_dim,
                        variant, settings["latent_dim"], settings["pose_dim"])
-    state = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(model_state)
     backbone = model.backbone.eval()
     backbone.picat_metadata = {"normals": VariantSettings.of(variant).normals}
     return backbone
@@ -147,10 +148,8 @@ def main() -> None:
         if done is not None:
             backbone = load_backbone(done)
         else:
-            state = torch.load(args.out / RESUME_FILE, map_location="cpu", weights_only=False)["model"]
-            head = "image_local" if "image_local.layers.0.weight" in state else "image_global"
-            image_dim = int(state[f"{head}.layers.0.weight"].shape[1])  # the frozen image features' width
-            backbone = backbone_of_resume(args.out, args.backbone, options, args.variant, image_dim, settings)
+            state = torch.load(args.out / RESUME_FILE, map_location="cpu", weights_only=False)
+            backbone = backbone_of_resume(state, args.backbone, options, args.variant, settings)
         record(trained, backbone, seconds)
 
 

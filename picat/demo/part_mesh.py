@@ -12,7 +12,9 @@ Conventions (the same as ShapeNet's, see ``picat.geometry``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import trimesh
@@ -55,6 +57,20 @@ EXTRA_CATEGORIES: tuple[str, ...] = (
     "bathtub",
 )
 ALL_CATEGORIES: tuple[str, ...] = CATEGORIES + EXTRA_CATEGORIES
+# What a config's ``categories`` key names: the demo's 13, or all 25 (the evidence suite's).
+CATEGORY_SETS: dict[str, tuple[str, ...]] = {"demo": CATEGORIES, "all": ALL_CATEGORIES}
+
+
+def categories_of(block: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """The categories a config block (corpus, standins) names: ``categories`` "demo" (default) or "all".
+
+    Raises:
+        ValueError: any other value, naming ``key``.
+    """
+    name = block.get("categories", "demo")
+    if name not in CATEGORY_SETS:
+        raise ValueError(f"{key} must be one of {sorted(CATEGORY_SETS)}, got {name!r}")
+    return CATEGORY_SETS[name]
 
 PART_NAMES: dict[str, tuple[str, ...]] = {
     "table": ("top", "leg"),

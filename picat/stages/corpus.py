@@ -27,23 +27,17 @@ from typing import Any, TextIO
 import numpy as np
 
 from picat.demo.mesh_files import save_part_mesh
-from picat.demo.part_mesh import ALL_CATEGORIES, CATEGORIES
+from picat.demo.part_mesh import CATEGORIES, categories_of
 from picat.demo.recipes import demo_objects, generate_shape
 from picat.manifests import MeshRecord, list_mesh_folder, list_shapenetcore, split_heldout, write_shard_manifests
 
 HELDOUT_SEED_BASE = 2**33  # above the training corpus's uint32 seeds and the stand-ins' [2**32, 2**33)
 HELDOUT_SPAWN_TAG = 7  # first element of the held-out objects' spawn keys (the training corpus's keys are (i,))
-# ``corpus.categories`` of the demo kind: the 13 categories of the demo, or those plus 12 more
-# that overlap them in shape (picat.demo.part_mesh.EXTRA_CATEGORIES; the evidence suite's).
-CATEGORY_SETS: dict[str, tuple[str, ...]] = {"demo": CATEGORIES, "all": ALL_CATEGORIES}
 
 
 def demo_categories(block: dict[str, Any], key: str = "corpus.categories") -> tuple[str, ...]:
-    """The categories a demo-kind block (corpus, standins) asks for: ``categories`` "demo" (default) or "all"."""
-    name = block.get("categories", "demo")
-    if name not in CATEGORY_SETS:
-        raise ValueError(f"{key} must be one of {sorted(CATEGORY_SETS)}, got {name!r}")
-    return CATEGORY_SETS[name]
+    """The categories a demo-kind block asks for (:func:`picat.demo.part_mesh.categories_of`)."""
+    return categories_of(block, key)
 
 
 def heldout_demo_objects(n_objects: int, seed: int,

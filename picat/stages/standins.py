@@ -24,8 +24,8 @@ import numpy as np
 from picat.atomic import write_text_atomically
 from picat.datasets import write_modelnet40_h5, write_scanobjectnn
 from picat.demo.classification import clean_objects, scan_variants
+from picat.demo.part_mesh import categories_of
 from picat.demo.scanner import SCAN_VARIANTS
-from picat.stages.corpus import demo_categories
 
 # picat's split names -> the files' (ScanObjectNN calls its train split "training").
 SPLITS = ("train", "test")
@@ -59,7 +59,7 @@ def build_standins(settings: dict[str, Any], out: Path, log: TextIO = sys.stderr
     """
     out = Path(out)
     clean_yaw, scan_yaw = settings.get("clean_yaw", "canonical"), settings.get("scan_yaw", "canonical")
-    categories = demo_categories(settings, "standins.categories")
+    categories = categories_of(settings, "standins.categories")
     summary: dict[str, Any] = {"settings": settings, "datasets": {}}
     for split in SPLITS:
         per_category = settings["train_per_category" if split == "train" else "test_per_category"]
