@@ -595,3 +595,30 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     args = parser().parse_args(["convert", "a", "b", "--from", "crosspoint", "--option", "k=3", "--option", "k=4"])
     with pytest.raises(ValueError, match="k given twice"):
         args.run(args)
+
+
+# ----------------------------------------------------------------------------- the stock models' shapes
+
+
+def test_default_backbones_export_to_the_stock_shapes(tmp_path: Path) -> None:
+    """picat's defaults are the stock models: the official DGCNN (emb_dims 1024) and OpenPoints' PointNeXt-S."""
+    for name, format_name in (("dgcnn", "dgcnn-official"), ("pointnext", "openpoints-pointnext")):
+        model = build_point_backbone(name, {})
+        save(backbone_checkpoint(name, {}, False, "y", model, {}), tmp_path / f"{name}.pt")
+        export_checkpoint(tmp_path / f"{name}.pt", tmp_path / f"{name}.pth", format_name, log=Notes())
+    dgcnn = torch.load(tmp_path / "dgcnn.pth", weights_only=True)
+    assert len(dgcnn) == 5 * (1 + 2 * 5)  # 5 convs, 5 batch norms of 5 tensors under 2 names each
+    shapes = {key: tuple(value.shape) for key, value in dgcnn.items()}
+    assert shapes["conv1.0.weight"] == (64, 6, 1, 1) and shapes["conv4.0.weight"] == (256, 256, 1, 1)
+    assert shapes["conv5.0.weight"] == (1024, 512, 1) and shapes["bn5.running_var"] == (1024,)
+    pointnext = {key: tuple(value.shape) for key, value in
+                 torch.load(tmp_path / "pointnext.pth", weights_only=True)["model"].items()}
+    assert pointnext["encoder.encoder.0.0.convs.0.0.weight"] == (32, 4, 1)  # xyz + height
+    assert pointnext["encoder.encoder.0.0.convs.0.0.bias"] == (32,)
+    assert pointnext["encoder.encoder.1.0.convs.0.0.weight"] == (32, 35, 1, 1)  # [dp, f] -> out / 2
+    assert pointnext["encoder.encoder.1.0.convs.1.0.weight"] == (64, 32, 1, 1)
+    assert pointnext["encoder.encoder.1.0.skipconv.0.weight"] == (64, 32, 1)
+    assert pointnext["encoder.encoder.4.0.convs.1.1.running_mean"] == (512,)
+    assert pointnext["encoder.encoder.5.0.convs.0.0.weight"] == (512, 515, 1, 1)  # group-all on [xyz, f]
+    assert pointnext["encoder.encoder.5.0.convs.1.0.weight"] == (512, 512, 1, 1)
+    assert not any(key.startswith("encoder.encoder.5.0.skipconv") for key in pointnext)

@@ -111,7 +111,7 @@ class OfficialDGCNNLayout(Layout):
     def export_notes(self, model: nn.Module, options: dict[str, Any]) -> list[str]:
         config = model.config
         notes = [f"k={config.k}, emb_dims={config.emb_dims}: the file does not store them; build the "
-                 f"outside model with these (official main.py: --k {config.k} --emb_dims {config.emb_dims})",
+                 f"outside model with these (both codes' flags: --k {config.k} --emb_dims {config.emb_dims})",
                  "backbone only: load it with load_state_dict(..., strict=False), the head stays as initialised"]
         if config.in_channels != 3 or tuple(config.edge_channels) != OFFICIAL_EDGE_CHANNELS:
             notes.append(f"in_channels {config.in_channels}, edge_channels {list(config.edge_channels)}: the stock "
