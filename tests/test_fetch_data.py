@@ -13,6 +13,8 @@ import hashlib
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -391,8 +393,10 @@ def test_no_reachable_url_names_each_url(server, monkeypatch, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("entries", "error"), [
-    ({"ModelNet40/airplane/train/airplane_0001.off": _TETRA, "evil/x.off": _TETRA}, "outside the expected top-level"),
+    ({"airplane/train/airplane_0001.off": _TETRA, "airplane/test/airplane_0627.off": _TETRA},
+     r"holds no files under ModelNet40/"),
     ({"ModelNet40/airplane/train/airplane_0001.off": _TETRA, "ModelNet40/../x.off": _TETRA}, "unsafe entry"),
+    ({"ModelNet40/airplane/train/airplane_0001.off": _TETRA, "/abs/x.off": _TETRA}, "unsafe entry"),
     ({"ModelNet40/airplane/train/airplane_0001.off": _TETRA}, r"lacks \*/test/\*\.off"),
 ])
 def test_archive_not_in_the_expected_layout_is_refused(entries, error, server, monkeypatch, tmp_path: Path) -> None:
@@ -400,6 +404,27 @@ def test_archive_not_in_the_expected_layout_is_refused(entries, error, server, m
     with pytest.raises(LayoutError, match=error):
         _fetch("modelnet40_off", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ModelNet40.zip"]  # no dataset, no temporary folder
+
+
+def test_entries_outside_the_top_folder_are_skipped_and_reported(server, monkeypatch, tmp_path: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(modelnet40_off_zip())) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    _serve(monkeypatch, server, "modelnet40_off", _zip({**entries, "README.txt": "about ModelNet"}))
+    notes: list[str] = []
+    result = fetch_dataset(SOURCES["modelnet40_off"], tmp_path, progress=False, log=notes.append)
+    _check_modelnet40_off(result.folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ModelNet40"]
+    assert any("skipped the entries outside ModelNet40/ (1 in all, first: 'README.txt')" in note for note in notes)
+
+
+def test_leftover_of_a_killed_extraction_is_removed(server, monkeypatch, tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    leftover = tmp_path / f".ModelNet40.tmp-{gone.pid}"
+    (leftover / "airplane").mkdir(parents=True)
+    _serve(monkeypatch, server, "modelnet40_off", modelnet40_off_zip())
+    _check_modelnet40_off(_fetch("modelnet40_off", tmp_path).folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ModelNet40"]
 
 
 def test_corrupt_archive_leaves_no_dataset(server, monkeypatch, tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def fetch_dataset(source: Source, root: Path, sha256: str | None = None, accept_
     else:
         digest = verify_sha256(archive, expected, progress)
         log(f"{source.name}: sha256 verified ({digest})")
-    extract_archive(archive, source, target, progress)
+    extract_archive(archive, source, target, progress, log)
     if not keep_archive:
         archive.unlink()
     log(f"{source.name}: ready at {target} (picat reader: {source.reader})")
