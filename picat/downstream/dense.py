@@ -8,6 +8,10 @@ Device use follows :mod:`picat.accelerator`: the forward pass under the ``amp`` 
 (bf16 autocast or float32), the loss in float32 from float32 logits, non-blocking copies
 (from pinned memory on CUDA), and no host read of a device value inside an epoch except
 the non-finite-loss check every ``check_every`` steps.
+
+Resume: given a :class:`picat.resume.ResumeFile`, the loop saves its state after every epoch
+(model, optimiser, scheduler, the protocol's generators and the global RNG states, history)
+and continues from a saved state, so a killed job rerun ends as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from picat.accelerator import DeviceSums, FiniteLossGuard, autocast, float32_losses, prepare_device, to_device
+from picat.resume import Generators, ResumeFile, restore_rng_states, rng_states
 
 # One batch: the model's inputs (each (B, N, ...) or (B,)) and the (B, N) int64 labels.
 Batch = tuple[tuple[Tensor, ...], Tensor]
@@ -52,32 +57,51 @@ def as_float32(logits: Tensor) -> Tensor:
 def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | Iterable[Batch]], n_batches: int,
                 optimizer: torch.optim.Optimizer, *, epochs: int, min_lr: float, label_smoothing: float,
                 grad_clip: float, n_classes: int, name: str, device: torch.device,
-                log: TextIO, amp: str = "fp32", check_every: int = 50) -> list[dict[str, float]]:
-    """Train ``model`` in place for ``epochs`` epochs.
+                log: TextIO, amp: str = "fp32", check_every: int = 50, resume: ResumeFile | None = None,
+                generators: Generators | None = None, stop_after_epochs: int | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place for ``epochs`` epochs (or until ``stop_after_epochs``).
 
     Args:
         epoch_batches: epoch index -> that epoch's batches (drawn lazily, so augmentation and
-            sampling happen as training goes).
+            sampling happen as training goes), drawing from ``generators`` only.
         n_batches: batches per epoch (for the progress bar).
         grad_clip: max gradient norm; 0 disables clipping.
         name: the protocol's log prefix, e.g. "partseg".
         amp: the forward pass's precision, "fp32", "bf16" or "auto" (:func:`picat.accelerator.resolve_amp`).
         check_every: look for a non-finite loss every this many steps and at the end of each
             epoch (the only host reads of device values within an epoch).
+        resume: where the state after every epoch goes (:mod:`picat.resume`); a state found
+            there is continued (a completed one is not trained again). None: no state.
+        generators: the random generators ``epoch_batches`` draws from, by name; their states
+            (and the global ones) are saved with the resume state and restored from it.
+        stop_after_epochs: end once that many epochs are complete in total (a cluster's time
+            limit); a later call with the same ``resume`` continues.
 
     Returns:
-        one row per epoch: {"epoch", "train_loss" (mean over batches' samples), "train_accuracy"
-        (percent of points, argmax over all classes), "lr", "seconds"}.
+        one row per completed epoch (fewer than ``epochs`` when stopped early): {"epoch",
+        "train_loss" (mean over batches' samples), "train_accuracy" (percent of points, argmax
+        over all classes), "lr", "seconds"}.
 
     Raises:
         FloatingPointError: on a NaN or infinite loss, naming the epoch and step.
+        RuntimeError: when ``resume`` holds a state written by a run with another identity.
     """
     prepare_device(device)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=min_lr)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     model.to(device)
     history: list[dict[str, float]] = []
-    for epoch in range(epochs):
+    start_epoch = 0
+    state = None if resume is None else resume.load(device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_states(state["rng"], generators)
+        start_epoch, history = state["epoch"], state["history"]
+        print(f"[{name}] resuming from {resume.path} after epoch {start_epoch}", file=log, flush=True)
+    last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+    for epoch in range(start_epoch, last_epoch):
         model.train()
         started, seen, samples = time.time(), 0, 0
         sums = DeviceSums(("loss", "correct"), device)  # loss x batch size, correctly labelled points
@@ -109,6 +133,11 @@ def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | I
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
         scheduler.step()
         history.append(row)
+        if resume is not None:
+            # After the epoch's last draw: the RNG states are those the next epoch starts from.
+            resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": rng_states(generators), "epoch": epoch + 1,
+                         "history": history})
         print(f"[{name}] epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f}, train "
               f"{row['train_accuracy']:.1f}%, lr {row['lr']:.2e} ({row['seconds']:.1f} s)", file=log, flush=True)
     return history

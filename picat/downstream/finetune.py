@@ -10,6 +10,10 @@ the best accuracy on a validation split carved, stratified and seeded, from the 
 Device use follows :mod:`picat.accelerator` as the segmentation loop does
 (:mod:`picat.downstream.dense`): forward passes under ``amp``, the loss in float32, and no
 host read of a device value within an epoch but the non-finite check every ``check_every`` steps.
+
+With a run folder, the state after every epoch (model, optimiser, scheduler, RNG states,
+history and the best-so-far validation state) is saved, and a killed job rerun continues
+from it (:mod:`picat.resume`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -31,6 +36,7 @@ from picat.downstream.dense import as_float32, host_to_device
 from picat.downstream.settings import settings_from_block
 from picat.models.pointnext import PointNeXtClassifier
 from picat.pretrain.correspondence import rotations_about_up
+from picat.resume import RESUME_FILE, ResumeFile, restore_rng_states, rng_states, weights_fingerprint
 
 
 @dataclass(frozen=True)
@@ -112,20 +118,31 @@ def evaluate(model: nn.Module, points: np.ndarray, labels: np.ndarray, settings:
 def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels: np.ndarray, test_points: np.ndarray,
              test_labels: np.ndarray, settings: FinetuneSettings, seed: int, up_axis: str = "y",
              device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
-             check_every: int = 50) -> dict[str, Any]:
+             check_every: int = 50, *, run_dir: Path | None = None,
+             stop_after_epochs: int | None = None) -> dict[str, Any] | None:
     """Fine-tune ``model`` and evaluate the selected epoch on the test split once.
+
+    With ``run_dir``, the state after every epoch goes to ``run_dir/resume.pt``
+    (:mod:`picat.resume`), and a call that finds one continues from it (a rerun after a kill
+    ends bit-identical on the CPU to an uninterrupted run); the caller removes it once the
+    result is stored. A completed state is not trained again: the call only evaluates.
 
     Args:
         train_points, test_points: (n, N, 3) clouds (normalised here), N >= ``n_points``.
         train_labels, test_labels: (n,) int64.
         amp: the forward passes' precision, "fp32", "bf16" or "auto" (:func:`picat.accelerator.resolve_amp`).
         check_every: look for a non-finite loss every this many steps and at the end of each epoch.
+        run_dir: the run folder for the resume state (None: no resume state).
+        stop_after_epochs: end this call once that many epochs are complete in total (a
+            cluster's time limit); a later call with the same ``run_dir`` resumes.
 
     Returns:
         {"test": {"overall_accuracy", "mean_class_accuracy"}, "selected_epoch", "history": [...],
-         "settings": {...}, "n_train", "n_val", "n_test"}.
+         "settings": {...}, "n_train", "n_val", "n_test"}; None when stopped before the last epoch.
 
     Raises:
+        RuntimeError: when ``run_dir`` holds a resume state of a run with other settings, seed,
+            data sizes or initial weights.
         FloatingPointError: on a NaN or infinite training loss, naming the epoch and step.
     """
     device = device or torch.device("cpu")
@@ -149,7 +166,25 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
     history: list[dict[str, float]] = []
     best_state, best_val, selected_epoch = None, -1.0, settings.epochs
     n_total = train_points.shape[1]
-    for epoch in range(settings.epochs):
+    start_epoch, resume = 0, None
+    if run_dir is not None:
+        # The fingerprint of the starting weights: a state from a fine-tuning of other
+        # pre-trained weights (or another head seed) is refused, not continued.
+        resume = ResumeFile(Path(run_dir) / RESUME_FILE, {
+            "protocol": "finetune", "settings": asdict(settings), "seed": seed, "up_axis": up_axis, "amp": amp,
+            "n_train": int(len(train_points)), "n_val": 0 if val_points is None else int(len(val_points)),
+            "initial_weights": weights_fingerprint(model)})
+        state = resume.load(device)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            restore_rng_states(state["rng"], {"batches": generator})
+            start_epoch, history = state["epoch"], state["history"]
+            best_state, best_val, selected_epoch = state["best_state"], state["best_val"], state["selected_epoch"]
+            print(f"[finetune] resuming from {resume.path} after epoch {start_epoch}", file=log, flush=True)
+    last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
+    for epoch in range(start_epoch, last_epoch):
         model.train()
         started, seen = time.time(), 0
         sums = DeviceSums(("loss", "correct"), device)  # loss x batch size, correctly labelled clouds
@@ -190,10 +225,20 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
             if row["val_accuracy"] > best_val:
                 best_val, selected_epoch, best_state = row["val_accuracy"], epoch + 1, copy.deepcopy(model.state_dict())
         history.append(row)
+        if resume is not None:
+            # After the epoch's last draw: the RNG states are those the next epoch starts from.
+            resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": rng_states({"batches": generator}),
+                         "epoch": epoch + 1, "history": history, "best_state": best_state, "best_val": best_val,
+                         "selected_epoch": selected_epoch})
         extra = f", val {row['val_accuracy']:.1f}%" if "val_accuracy" in row else ""
         print(f"[finetune] epoch {epoch + 1}/{settings.epochs} loss {row['train_loss']:.4f}, "
               f"train {row['train_accuracy']:.1f}%"
               f"{extra} ({row['seconds']:.1f} s)", file=log, flush=True)
+    if len(history) < settings.epochs:
+        print(f"[finetune] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
+              file=log, flush=True)
+        return None
     if best_state is not None:
         model.load_state_dict(best_state)
     test = evaluate(model, test_points, test_labels, settings, device, amp)

@@ -23,6 +23,8 @@ Choices the reference leaves open, made here:
   the model is its index in the benchmark's fixed order (``CATEGORY_PARTS``), whatever order
   the dataset lists its categories in.
 - No selection on test: the model reported is the one after the last epoch.
+
+With a run folder, a per-epoch resume state lets a killed job continue (:mod:`picat.resume`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -42,6 +45,7 @@ from picat.datasets.shapenetpart import CATEGORY_PARTS, PartSegmentationSet
 from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.seg_metrics import part_segmentation_scores, restrict_to_parts
 from picat.downstream.settings import check_training_settings, settings_from_block
+from picat.resume import RESUME_FILE, ResumeFile, weights_fingerprint
 
 N_PARTS = 50
 _KEY = "downstream.partseg"
@@ -160,15 +164,19 @@ def _optimizer(model: nn.Module, settings: PartSegSettings) -> torch.optim.Optim
 
 def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings: PartSegSettings, seed: int,
                          device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
-                         check_every: int = 50) -> list[dict[str, float]]:
+                         check_every: int = 50, *, run_dir: Path | None = None,
+                         stop_after_epochs: int | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place for ``settings.epochs`` epochs; each epoch every shape (whole
     batches only) is seen once with a fresh sample of ``n_points`` points.
 
-    ``amp`` and ``check_every``: see :func:`picat.downstream.dense.train_dense`.
+    ``amp``, ``check_every`` and ``stop_after_epochs``: see :func:`picat.downstream.dense.train_dense`.
+    ``run_dir``: the run folder of the per-epoch resume state (``resume.pt``, see
+    :mod:`picat.resume`); a state there of the same settings, seed, data size and initial
+    weights is continued, one of another run refused. None: no resume state.
 
     Returns:
-        one row per epoch: {"epoch", "train_loss", "train_accuracy" (percent of points, argmax
-        over all 50 parts), "lr", "seconds"}.
+        one row per completed epoch: {"epoch", "train_loss", "train_accuracy" (percent of
+        points, argmax over all 50 parts), "lr", "seconds"}.
     """
     device = device or torch.device("cpu")
     shapes, parts, categories = model_inputs(train, settings), train.parts, global_categories(train)
@@ -189,10 +197,16 @@ def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings:
             labels = torch.from_numpy(np.stack([s[1] for s in samples]))
             yield (points, torch.from_numpy(categories[index])), labels
 
+    resume = None
+    if run_dir is not None:
+        resume = ResumeFile(Path(run_dir) / RESUME_FILE, {
+            "protocol": "partseg", "settings": asdict(settings), "seed": seed, "amp": amp, "n_train": len(shapes),
+            "initial_weights": weights_fingerprint(model)})
     return train_dense(model, epoch_batches, n_batches, _optimizer(model.to(device), settings), epochs=settings.epochs,
                        min_lr=settings.min_lr, label_smoothing=settings.label_smoothing, grad_clip=settings.grad_clip,
                        n_classes=N_PARTS, name="partseg", device=device, log=log, amp=amp,
-                       check_every=check_every)
+                       check_every=check_every, resume=resume, generators={"samples": rng, "augment": generator},
+                       stop_after_epochs=stop_after_epochs)
 
 
 @torch.no_grad()
@@ -250,15 +264,23 @@ def evaluate_part_segmenter(model: nn.Module, test: PartSegmentationSet, setting
 
 def run_part_segmentation(model: nn.Module, train: PartSegmentationSet, test: PartSegmentationSet,
                           settings: PartSegSettings, seed: int, device: torch.device | None = None,
-                          log: TextIO = sys.stderr, amp: str = "fp32") -> dict[str, Any]:
+                          log: TextIO = sys.stderr, amp: str = "fp32", *, run_dir: Path | None = None,
+                          stop_after_epochs: int | None = None) -> dict[str, Any] | None:
     """Train on ``train`` and evaluate the last epoch's model on ``test`` once (both under ``amp``).
+
+    ``run_dir`` and ``stop_after_epochs``: see :func:`train_part_segmenter`.
 
     Returns:
         {"test": evaluate_part_segmenter's scores, "history": [...], "settings": {...},
-         "n_train", "n_test", "seconds"}.
+         "n_train", "n_test", "seconds"}; None when stopped before the last epoch.
     """
     started = time.time()
-    history = train_part_segmenter(model, train, settings, seed, device, log, amp)
+    history = train_part_segmenter(model, train, settings, seed, device, log, amp, run_dir=run_dir,
+                                   stop_after_epochs=stop_after_epochs)
+    if len(history) < settings.epochs:
+        print(f"[partseg] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
+              file=log, flush=True)
+        return None
     test_scores = evaluate_part_segmenter(model, test, settings, seed, device, amp)
     seconds = time.time() - started
     print(f"[partseg] test instance mIoU {test_scores['instance_miou']:.2f}%, class mIoU "

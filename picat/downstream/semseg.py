@@ -25,6 +25,8 @@ into sub-clouds of one point per voxel that together hold every point; each sub-
 through the model whole (no crop, one per forward); the logits of every original point are
 averaged over the sub-clouds it was in, and the argmax is scored against every original point.
 No selection on test: the model reported is the one after the last epoch.
+
+With a run folder, a per-epoch resume state lets a killed job continue (:mod:`picat.resume`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -46,6 +49,7 @@ from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.scenes import VoxelGrid, build_voxel_grid, crop_nearest, pad_by_resampling, whole_scene_subclouds
 from picat.downstream.seg_metrics import confusion_matrix, scene_segmentation_scores
 from picat.downstream.settings import check_training_settings, settings_from_block
+from picat.resume import RESUME_FILE, ResumeFile, weights_fingerprint
 
 N_CLASSES = len(S3DIS_CLASSES)
 # S3DIS colour statistics (in [0, 1]) that PointNeXt's ChromaticNormalize standardises with.
@@ -162,15 +166,19 @@ def training_crop(room: Room, grid: VoxelGrid, settings: SemSegSettings,
 
 def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], settings: SemSegSettings, seed: int,
                           device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
-                          check_every: int = 50) -> list[dict[str, float]]:
+                          check_every: int = 50, *, run_dir: Path | None = None,
+                          stop_after_epochs: int | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place; each epoch draws ``crops_per_room`` crops of every training room
     in random order and steps on whole batches of ``batch_size`` crops.
 
-    ``amp`` and ``check_every``: see :func:`picat.downstream.dense.train_dense`.
+    ``amp``, ``check_every`` and ``stop_after_epochs``: see :func:`picat.downstream.dense.train_dense`.
+    ``run_dir``: the run folder of the per-epoch resume state (``resume.pt``, see
+    :mod:`picat.resume`); a state there of the same settings, seed, rooms and initial weights
+    is continued, one of another run refused. None: no resume state.
 
     Returns:
-        one row per epoch: {"epoch", "train_loss", "train_accuracy" (percent of crop points),
-        "lr", "seconds"}.
+        one row per completed epoch: {"epoch", "train_loss", "train_accuracy" (percent of crop
+        points), "lr", "seconds"}.
     """
     device = device or torch.device("cpu")
     _check_rooms(train_rooms, "training")
@@ -191,10 +199,17 @@ def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], setting
             xyz, colours, labels = (torch.from_numpy(np.stack(parts)) for parts in zip(*crops, strict=True))
             yield (xyz, colours), labels
 
+    resume = None
+    if run_dir is not None:
+        resume = ResumeFile(Path(run_dir) / RESUME_FILE, {
+            "protocol": "semseg", "settings": asdict(settings), "seed": seed, "amp": amp,
+            "train_rooms": [(room.name, len(room.points)) for room in train_rooms],
+            "initial_weights": weights_fingerprint(model)})
     optimizer = torch.optim.AdamW(model.to(device).parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     return train_dense(model, epoch_batches, n_batches, optimizer, epochs=settings.epochs, min_lr=settings.min_lr,
                        label_smoothing=settings.label_smoothing, grad_clip=settings.grad_clip, n_classes=N_CLASSES,
-                       name="semseg", device=device, log=log, amp=amp, check_every=check_every)
+                       name="semseg", device=device, log=log, amp=amp, check_every=check_every, resume=resume,
+                       generators={"crops": rng}, stop_after_epochs=stop_after_epochs)
 
 
 @torch.no_grad()
@@ -253,13 +268,16 @@ def evaluate_scene_segmenter(model: nn.Module, test_rooms: Sequence[Room], setti
 
 def run_scene_segmentation(model: nn.Module, train_rooms: Sequence[Room], test_rooms: Sequence[Room],
                            settings: SemSegSettings, seed: int, device: torch.device | None = None,
-                           log: TextIO = sys.stderr, amp: str = "fp32") -> dict[str, Any]:
+                           log: TextIO = sys.stderr, amp: str = "fp32", *, run_dir: Path | None = None,
+                           stop_after_epochs: int | None = None) -> dict[str, Any] | None:
     """Train on rooms outside ``test_area`` and evaluate the last epoch's model on the rooms of
     ``test_area`` once.
 
+    ``run_dir`` and ``stop_after_epochs``: see :func:`train_scene_segmenter`.
+
     Returns:
         {"test": evaluate_scene_segmenter's scores, "history": [...], "settings": {...},
-         "n_train_rooms", "n_test_rooms", "seconds"}.
+         "n_train_rooms", "n_test_rooms", "seconds"}; None when stopped before the last epoch.
     """
     leaked = [room.name for room in train_rooms if room.area == settings.test_area]
     if leaked:
@@ -268,7 +286,12 @@ def run_scene_segmentation(model: nn.Module, train_rooms: Sequence[Room], test_r
     if foreign:
         raise ValueError(f"test rooms {foreign[:5]} are not in the test area {settings.test_area} ({_KEY}.test_area)")
     started = time.time()
-    history = train_scene_segmenter(model, train_rooms, settings, seed, device, log, amp)
+    history = train_scene_segmenter(model, train_rooms, settings, seed, device, log, amp, run_dir=run_dir,
+                                    stop_after_epochs=stop_after_epochs)
+    if len(history) < settings.epochs:
+        print(f"[semseg] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
+              file=log, flush=True)
+        return None
     test = evaluate_scene_segmenter(model, test_rooms, settings, seed, device, log, amp)
     seconds = time.time() - started
     print(f"[semseg] test mIoU {test['miou']:.2f}%, mAcc {test['macc']:.2f}%, OA {test['overall_accuracy']:.2f}% on "

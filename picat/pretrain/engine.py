@@ -48,8 +48,8 @@ from picat.pretrain.model import PicAtPoint
 from picat.pretrain.samples import with_object_samples
 from picat.pretrain.tensorboard import open_tensorboard
 from picat.pretrain.visibility import visible_centres
+from picat.resume import RESUME_FILE, restore_rng_states, rng_states
 
-RESUME_FILE = "resume.pt"
 OCCLUSION_MODES = ("all", "visible")
 
 
@@ -282,6 +282,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "rng" in state:  # states written before the RNG states were saved have none
+            restore_rng_states(state["rng"])
         start_epoch, history = state["epoch"], state["history"]
         print(f"[pretrain] resuming from {resume_path} after epoch {start_epoch}", file=log, flush=True)
     if cache_samples:  # FPS once per object, not in every step: the steps only rotate the clouds
@@ -330,7 +332,10 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
             with atomic_path(resume_path) as resume_tmp:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                            "settings": asdict(settings)}, resume_tmp)
+                            # The global generators: the DataLoader's worker seeds (and any
+                            # dropout) draw from torch's; the batches themselves depend on
+                            # (seed, epoch, step) only.
+                            "rng": rng_states(), "settings": asdict(settings)}, resume_tmp)
         if board is not None:
             for key, value in row.items():
                 if key != "epoch":

@@ -21,14 +21,20 @@ from picat.downstream.records import write_run_records
 from picat.downstream.semseg import SemSegSettings, run_scene_segmentation
 from picat.models.pointnext import PointNeXtEncoder
 from picat.models.segmentation import PointNeXtSegmenter, segmentation_encoder
+from picat.resume import RESUME_FILE, run_folder_of
 
 
 def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: str, seed: int,
                checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
-               log: TextIO = sys.stderr, amp: str = "fp32") -> list[dict[str, Any]]:
+               log: TextIO = sys.stderr, amp: str = "fp32",
+               stop_after_epochs: int | None = None) -> list[dict[str, Any]] | None:
     """PointNeXt-S scene segmentation on S3DIS, ``test_area`` held out (Table 5); writes and returns the records.
 
     ``amp`` ("fp32", "bf16", "auto"): the forward passes' precision, recorded as ``precision``.
+    The run folder :func:`picat.resume.run_folder_of` ``(output)`` holds the per-epoch resume
+    state (a rerun after a kill continues from it; removed once the records are written).
+    ``stop_after_epochs``: end after that many epochs in total and return None without
+    records (a later call resumes).
     """
     settings = dict(settings)
     encoder_options = settings.pop("encoder", {})  # the segmentation encoder's set abstraction
@@ -58,16 +64,24 @@ def run_semseg(rooms_dir: Path, settings: dict[str, Any], output: Path, suite: s
     print(f"[semseg] s3dis: {len(train_rooms)} train rooms (areas {train_areas}) / {len(test_rooms)} test rooms "
           f"(area {scene.test_area}); PointNeXt-S {init}{'' if variant is None else ', ' + variant} (seed {seed}) "
           f"on {where}; weights transferred: {transfer['counts']}", file=log, flush=True)
-    result = run_scene_segmentation(model, train_rooms, test_rooms, scene, seed, where, log, amp)
+    run_dir = run_folder_of(output)
+    result = run_scene_segmentation(model, train_rooms, test_rooms, scene, seed, where, log, amp, run_dir=run_dir,
+                                    stop_after_epochs=stop_after_epochs)
+    if result is None:
+        return None
     scores = result["test"]
     print(f"[semseg] test mIoU {scores['miou']:.2f}%, mAcc {scores['macc']:.2f}%, OA {scores['overall_accuracy']:.2f}%",
           file=log, flush=True)
     details = {**result, "precision": precision_label(amp, where), "transfer": transfer,
                "rooms_dir": str(rooms_dir), "train_areas": train_areas,
                "test_area": scene.test_area, "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
-    return write_run_records("semseg", "s3dis", "pointnext",
-                  {"miou": scores["miou"], "macc": scores["macc"], "overall_accuracy": scores["overall_accuracy"]},
-                  details, output, suite, seed, init, variant, metadata, checkpoint)
+    records = write_run_records("semseg", "s3dis", "pointnext",
+                                {"miou": scores["miou"], "macc": scores["macc"],
+                                 "overall_accuracy": scores["overall_accuracy"]},
+                                details, output, suite, seed, init, variant, metadata, checkpoint)
+    # The records are written: the resume state (optimiser moments included) is no longer needed.
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)
+    return records
 
 
 def encoder_options_of(options: dict[str, Any]) -> dict[str, Any]:
