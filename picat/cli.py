@@ -1,5 +1,10 @@
 """The `picat` command: the entry points the workflow's rules call, and user utilities.
 
+The commands that take `--settings` JSON (pretrain, features, svm, fewshot, finetune, partseg,
+semseg, standins, seg-standins) also take `--config FILE [--set KEY.SUB=VALUE ...]` in its place:
+the settings, suite, precision and dataset come from the file's suite block as the workflow
+would pass them, after the overrides, and the effective config is validated first.
+
 Errors a user can act on print one line naming the file or key; set PICAT_DEBUG=1 for the
 traceback.
 """
@@ -14,19 +19,25 @@ from pathlib import Path
 
 import yaml
 
-from picat.config import SUITES, ConfigError, validate_config
-from picat.datasets import DatasetError
-from picat.manifests import CorpusError
-from picat.meshes import MeshError
-from picat.shards import ShardError
+from picat.config import SUITES, command_settings, load_config
 
 # picat.accelerator.AMP_MODES, spelled out here so that `picat --help` does not import torch
 # (tests/test_precision_loops.py checks that the two agree).
 AMP_CHOICES = ("fp32", "bf16", "auto")
 
-# Errors a user can act on: printed as one line, without a traceback.
-USER_ERRORS = (ConfigError, CorpusError, DatasetError, MeshError, ShardError, FileNotFoundError, RuntimeError,
-               ValueError)
+# Errors a user can act on: printed as one line, without a traceback. picat's own (ConfigError,
+# CorpusError, DatasetError, MeshError, ShardError) are ValueErrors; naming them here would import
+# h5py, trimesh and pandas, which `picat --help` and a lean install (no [workflow] extra) do without.
+USER_ERRORS = (FileNotFoundError, RuntimeError, ValueError)
+
+
+class _Default(str):
+    """A default argparse fills in, told apart from the same value given on the command line (so
+    that ``--config`` may supply it)."""
+
+
+AMP_DEFAULT = _Default("fp32")
+UP_AXIS_DEFAULT = _Default("y")
 
 
 def _json_arg(text: str) -> dict:
@@ -37,6 +48,49 @@ def _json_arg(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
+
+
+def _given(value: object) -> bool:
+    """Whether an option was given on the command line (not left to its default)."""
+    return value is not None and not isinstance(value, _Default)
+
+
+def _resolve_settings(args: argparse.Namespace) -> None:
+    """Fill ``args`` from ``--config FILE [--set K=V ...]``, or check that ``--settings`` and ``--suite`` were given.
+
+    With a config, the command's settings come from the selected suite's block (``--suite``, else
+    the config's ``suite`` key) as the workflow's rule passes them; the precision (``amp``), the
+    dataset spec of ``--benchmark`` and, for pretrain, the up axis and the 2D backbone come from the
+    suite too, unless given on the command line.
+    """
+    if args.config_file is None:
+        if args.overrides:
+            raise ValueError("--set needs --config FILE (the config it overrides)")
+        if args.settings is None:
+            raise ValueError("give --settings JSON, or --config FILE to take the settings from a config")
+        if args.suite is None:
+            raise ValueError("give --suite (or --config FILE, whose 'suite' key then picks it)")
+        return
+    if args.settings is not None:
+        raise ValueError("give --settings or --config, not both")
+    config = load_config(args.config_file, args.overrides)
+    args.suite = args.suite or config["suite"]
+    args.settings = command_settings(config, args.command, args.suite)
+    block = config[args.suite]
+    if hasattr(args, "amp") and not _given(args.amp):
+        args.amp = block["amp"]
+    if args.command == "pretrain":
+        if not _given(args.up_axis):
+            args.up_axis = block["corpus"]["up_axis"]
+        if args.image_backbone is None and not args.features:
+            args.image_backbone = dict(block["image_backbone"])
+    if getattr(args, "dataset", "absent") is None and getattr(args, "features", None) is None:
+        benchmark = "shapenetpart" if args.command == "partseg" else args.benchmark
+        datasets = block["downstream"]["datasets"]
+        if benchmark not in datasets:
+            raise ValueError(f"config key '{args.suite}.downstream.datasets' has no {benchmark!r} entry; "
+                             f"pass --dataset JSON or add one")
+        args.dataset = dict(datasets[benchmark])
 
 
 def _cmd_render_env(args: argparse.Namespace) -> None:
@@ -120,6 +174,7 @@ def _pretrain_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.pretrain.distributed import ENV_WORLD_SIZE, init_distributed, launcher_command, shutdown_distributed
@@ -165,12 +220,14 @@ def _frozen_source(args: argparse.Namespace) -> dict:
 
 
 def _cmd_standins(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     from picat.stages.standins import build_standins
 
     build_standins(args.settings, Path(args.out))
 
 
 def _cmd_svm(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.stages.svm import run_svm
@@ -181,6 +238,7 @@ def _cmd_svm(args: argparse.Namespace) -> None:
 
 
 def _cmd_fewshot(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.stages.fewshot import run_fewshot
@@ -191,6 +249,7 @@ def _cmd_fewshot(args: argparse.Namespace) -> None:
 
 
 def _cmd_features(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.stages.features import run_features
@@ -201,6 +260,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.stages.finetune import run_finetune
@@ -211,6 +271,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def _cmd_seg_standins(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     from picat.stages.seg_standins import build_seg_standins
 
     build_seg_standins(Path(args.out), args.settings)
@@ -223,6 +284,7 @@ def _cmd_s3dis_convert(args: argparse.Namespace) -> None:
 
 
 def _cmd_partseg(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.stages.partseg import run_partseg
@@ -233,6 +295,7 @@ def _cmd_partseg(args: argparse.Namespace) -> None:
 
 
 def _cmd_semseg(args: argparse.Namespace) -> None:
+    _resolve_settings(args)
     import torch
 
     from picat.stages.semseg import run_semseg
@@ -271,28 +334,42 @@ def _cmd_tables(args: argparse.Namespace) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> None:
-    path = Path(args.config)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    validate_config(yaml.safe_load(path.read_text()))
-    print(f"{path}: valid")
+    config = load_config(args.config, args.overrides)
+    print(f"{args.config}{' with ' + ' '.join(args.overrides) if args.overrides else ''}: valid")
+    if args.print:
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+
+
+def _add_config_arguments(command: argparse.ArgumentParser, name: str) -> None:
+    """``--config FILE`` and ``--set KEY.SUB=VALUE``: the command's settings from a config file."""
+    group = command.add_argument_group(
+        "settings from a config file (in place of --settings)",
+        f"The selected suite's block for `picat {name}`, as the workflow passes it; --suite picks the suite "
+        "(default: the config's 'suite' key). The suite's amp, and the dataset spec of the benchmark, are "
+        "taken too unless given.")
+    group.add_argument("--config", dest="config_file", metavar="FILE",
+                       help="a picat config (config.yaml), validated after the --set overrides")
+    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
+                       help="override one config key (full dotted path, e.g. demo.pretrain.epochs=2); the value "
+                            "is read as YAML (2, 0.5, true, [0, 1]); repeatable")
 
 
 def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: str,
                        settings_help: str | None = None) -> None:
     """The arguments every downstream run shares: settings, backbone source, seed, suite, output, device,
     precision and threads (the linear SVM's C search runs in as many processes)."""
-    command.add_argument("--settings", type=_json_arg, required=True,
-                         help=settings_help or f"the downstream.{name} block, as JSON")
+    command.add_argument("--settings", type=_json_arg,
+                         help=(settings_help or f"the downstream.{name} block, as JSON") + " (or --config)")
     command.add_argument("--checkpoint", help="a Pic@Point checkpoint.pt")
     command.add_argument("--random", type=_json_arg, help='random init instead: {"backbone", "options", "up_axis"}')
     command.add_argument("--seed", type=int, required=True)
-    command.add_argument("--suite", required=True, choices=list(SUITES))
+    command.add_argument("--suite", choices=list(SUITES), help="required without --config")
     command.add_argument("--out", required=True, help=out_help)
     command.add_argument("--device", default="auto")
-    command.add_argument("--amp", choices=AMP_CHOICES, default="fp32",
-                         help="forward passes in bf16 autocast, fp32, or auto (bf16 on CUDA, fp32 elsewhere)")
+    command.add_argument("--amp", choices=AMP_CHOICES, default=AMP_DEFAULT,
+                         help="forward passes in bf16 autocast, fp32 (default), or auto (bf16 on CUDA, fp32 elsewhere)")
     command.add_argument("--threads", type=int, default=2)
+    _add_config_arguments(command, name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,22 +435,27 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--backbone", choices=["dgcnn", "pointnext"], required=True)
     command.add_argument("--variant", required=True)
     command.add_argument("--seed", type=int, required=True)
-    command.add_argument("--settings", type=_json_arg, required=True, help="the suite's pretrain block, as JSON")
+    command.add_argument("--settings", type=_json_arg, help="the suite's pretrain block, as JSON (or --config)")
     command.add_argument("--image-backbone", type=_json_arg, help="needed without --features")
-    command.add_argument("--up-axis", choices=["x", "y", "z"], default="y")
+    command.add_argument("--up-axis", choices=["x", "y", "z"], default=UP_AXIS_DEFAULT)
     command.add_argument("--suite", default="")
     command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     command.add_argument("--threads", type=int, default=2)
     command.add_argument("--stop-after-epochs", type=int, help="end after this many epochs in total; rerun to resume")
-    command.add_argument("--amp", choices=AMP_CHOICES, default="fp32", help="bf16 autocast, fp32, or auto (GPU: bf16)")
+    command.add_argument("--amp", choices=AMP_CHOICES, default=AMP_DEFAULT,
+                         help="bf16 autocast, fp32 (default), or auto (GPU: bf16)")
     command.add_argument("--nproc", type=int, default=1,
                          help="data-parallel processes on this node (the job's GPUs); above 1 the command re-executes "
                               "itself under torchrun (--standalone); 0 or 1: one process. Ignored inside torchrun")
+    _add_config_arguments(command, "pretrain")
     command.set_defaults(run=_cmd_pretrain)
 
     command = commands.add_parser("standins", help="write the demo suite's held-out benchmark stand-ins")
-    command.add_argument("--settings", type=_json_arg, required=True, help="the demo suite's standins block, as JSON")
+    command.add_argument("--settings", type=_json_arg, help="the demo suite's standins block, as JSON (or --config)")
     command.add_argument("--out", required=True, help="folder receiving the datasets in their genuine layouts")
+    command.add_argument("--suite", choices=list(SUITES), default="",
+                         help="with --config: the suite whose block to use (default: the config's 'suite')")
+    _add_config_arguments(command, "standins")
     command.set_defaults(run=_cmd_standins)
 
     for name, help_text, run in (
@@ -384,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--benchmark", required=True)
         frozen = name in ("svm", "fewshot")
-        command.add_argument("--dataset", type=_json_arg, required=not frozen,
-                             help="the benchmark's reader spec, as JSON" + (" (not with --features)" if frozen else ""))
+        command.add_argument("--dataset", type=_json_arg, help="the benchmark's reader spec, as JSON (with --config: "
+                             "the suite's downstream.datasets entry)" + (" (not with --features)" if frozen else ""))
         if frozen:
             command.add_argument("--features", help="a features file (picat features) to fit on, in place of "
                                                     "--dataset and --checkpoint/--random; --amp is then the file's")
@@ -396,15 +478,19 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("features", help="a frozen backbone's global features of a benchmark's train and "
                                                    "test splits (.npz), read by svm and fewshot")
     command.add_argument("--benchmark", required=True)
-    command.add_argument("--dataset", type=_json_arg, required=True, help="the benchmark's reader spec, as JSON")
+    command.add_argument("--dataset", type=_json_arg, help="the benchmark's reader spec, as JSON (with --config: "
+                                                           "the suite's downstream.datasets entry)")
     _add_run_arguments(command, "features", "the features file (.npz) to write",
                        '{"n_points", "batch_size"}, the keys downstream.svm and downstream.fewshot share, as JSON')
     command.set_defaults(run=_cmd_features)
 
     command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")
-    command.add_argument("--settings", type=_json_arg, required=True,
-                         help="the demo suite's seg_standins block, as JSON")
+    command.add_argument("--settings", type=_json_arg,
+                         help="the demo suite's seg_standins block, as JSON (or --config)")
     command.add_argument("--out", required=True, help="folder receiving ShapeNetPart's and S3DIS's genuine layouts")
+    command.add_argument("--suite", choices=list(SUITES), default="",
+                         help="with --config: the suite whose block to use (default: the config's 'suite')")
+    _add_config_arguments(command, "seg-standins")
     command.set_defaults(run=_cmd_seg_standins)
 
     command = commands.add_parser("s3dis-convert", help="convert raw S3DIS rooms into Area_<k>_<room>.npy arrays")
@@ -416,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
                             ("semseg", "PointNeXt-S scene segmentation on S3DIS (Table 5)")):
         command = commands.add_parser(name, help=help_text)
         if name == "partseg":
-            command.add_argument("--dataset", type=_json_arg, required=True, help="ShapeNetPart's reader spec, as JSON")
+            command.add_argument("--dataset", type=_json_arg, help="ShapeNetPart's reader spec, as JSON (with "
+                                                                   "--config: downstream.datasets.shapenetpart)")
         else:
             command.add_argument("--rooms", required=True, help="folder of converted Area_<k>_<room>.npy rooms")
         _add_run_arguments(command, name, "the result records (JSON list) to write")
@@ -462,8 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help='{"pretrain", "image_backbone"} of the paper suite (to count its trainable parameters)')
     command.set_defaults(run=_cmd_tables)
 
-    command = commands.add_parser("check-config", help="validate a config file against the schema")
+    command = commands.add_parser("check-config",
+                                  help="validate a config file (with --set overrides) against the schema")
     command.add_argument("config", nargs="?", default="config.yaml")
+    command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
+                         help="override one config key first (e.g. demo.pretrain.epochs=2; YAML value); repeatable")
+    command.add_argument("--print", action="store_true", help="print the effective config (YAML)")
     command.set_defaults(run=_cmd_check_config)
     return parser
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,13 @@ class ConfigError(ValueError):
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+    """The dotted key an error is about; an unexpected key is named itself, not its parent."""
+    parts = [str(part) for part in error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        unexpected = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        if len(unexpected) == 1:
+            parts.append(str(unexpected[0]))
+    return ".".join(parts) or "<top level>"
 
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -132,3 +141,160 @@ def pretrain_runs(pretrain: dict[str, Any]) -> list[tuple[str, str, int]]:
     """Every (backbone, variant, seed) the pretrain block asks for, in config order."""
     return [(backbone, variant, seed) for backbone, variants in pretrain["runs"].items()
             for variant in variants for seed in pretrain["seeds"]]
+
+
+# --- overrides: `picat ... --set KEY.SUB=VALUE` and Snakemake's `--config` ----------------------
+
+
+def merge_into(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides`` into ``base`` in place, as Snakemake merges ``--configfile`` and ``--config``.
+
+    Mappings merge key by key, at any depth; any other value (a scalar, a list) replaces the one in
+    ``base``. Returns ``base``.
+    """
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge_into(base[key], value)
+        else:
+            base[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+    return base
+
+
+# A float in exponent form without a dot (1e-3), which YAML 1.1 reads as a string.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_yaml_value(text: str) -> Any:
+    """A command-line value read as YAML: ``2`` -> 2, ``1e-3`` -> 0.001, ``true`` -> True,
+    ``[0, 1]`` -> [0, 1], ``{k: 20}`` -> {"k": 20}; anything else stays the string it is."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``KEY.SUB=VALUE`` as (["KEY", "SUB"], VALUE read by :func:`parse_yaml_value`).
+
+    Raises:
+        ConfigError: not of the form KEY=VALUE, or an empty key part.
+    """
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"--set {text!r}: expected KEY.SUB=VALUE, e.g. demo.pretrain.epochs=2")
+    return parts, parse_yaml_value(value)
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``config`` with each ``KEY.SUB=VALUE`` of ``overrides`` set, in order.
+
+    A mapping value merges into the mapping it sets (as :func:`merge_into`); missing keys are
+    added, so the schema (:func:`validate_config`) names an unknown one.
+
+    Raises:
+        ConfigError: a malformed override, or one whose parent key is not a mapping.
+    """
+    result = copy.deepcopy(dict(config))
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"invalid config key '{'.'.join(parts)}': "
+                                  f"'{'.'.join(parts[:depth + 1])}' is {child!r}, not a mapping")
+            node = child
+        merge_into(node, {parts[-1]: value})
+    return result
+
+
+def typed_config_values(values: Any) -> Any:
+    """Snakemake's ``--config`` values, with the strings inside mappings and lists read as YAML.
+
+    Snakemake reads ``--config 'demo={pretrain: {epochs: 2}}'`` with YAML's BaseLoader, so the
+    nested 2 arrives as the string "2"; this gives it back its type (2), as ``--set`` would.
+    """
+    if isinstance(values, Mapping):
+        return {key: typed_config_values(value) for key, value in values.items()}
+    if isinstance(values, list):
+        return [typed_config_values(value) for value in values]
+    if isinstance(values, str):
+        return parse_yaml_value(values)
+    return values
+
+
+def merge_command_line_config(config: dict[str, Any], command_line: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge Snakemake's ``--config`` values into ``config`` (in place) with their YAML types.
+
+    Snakemake has already merged them (after config.yaml and any ``--configfile``), with nested
+    values as strings; merging the typed values again leaves every other key as it was.
+    """
+    return merge_into(config, typed_config_values(dict(command_line)))
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a config file, apply ``--set`` overrides and validate the result.
+
+    Raises:
+        FileNotFoundError: no such file. ConfigError: not a YAML mapping, a malformed override, or an
+            invalid key of the effective config (named, with the schema's message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping of config keys")
+    return validate_config(apply_overrides(config, overrides))
+
+
+# --- one job's settings from the config (`picat <command> --config FILE`) ------------------------
+
+# The block each command's --settings holds, as the workflow's rules pass it: its path under the
+# suite, and the keys left out (they choose which runs exist, not how one run goes). `pretrain`
+# takes the whole block (picat.stages.pretrain drops the run selection itself, pretrain_run_settings).
+COMMAND_BLOCKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "pretrain": (("pretrain",), ()),
+    "standins": (("standins",), ()),
+    "seg-standins": (("seg_standins",), ()),
+    "svm": (("downstream", "svm"), ("backbone", "benchmarks")),
+    "fewshot": (("downstream", "fewshot"), ("benchmarks",)),
+    "finetune": (("downstream", "finetune"), ("benchmarks", "seeds")),
+    "partseg": (("downstream", "partseg"), ("variants", "seeds")),
+    "semseg": (("downstream", "semseg"), ("variants", "seeds")),
+}
+
+
+def command_settings(config: Mapping[str, Any], command: str, suite: str) -> dict[str, Any]:
+    """The ``--settings`` the workflow passes ``picat <command>`` for ``suite``.
+
+    ``features`` gets the keys that ``downstream.svm`` and ``downstream.fewshot`` share.
+
+    Raises:
+        ConfigError: the suite, or the command's block in it, is missing.
+    """
+    if suite not in config:
+        raise ConfigError(f"invalid config key '{suite}': the config has no such suite block")
+    if command == "features":
+        path, keep = ("downstream", "svm"), SHARED_FEATURE_KEYS
+    elif command in COMMAND_BLOCKS:
+        path, keep = COMMAND_BLOCKS[command][0], None
+    else:
+        raise ValueError(f"picat {command} takes no settings from the config")
+    block: Any = config[suite]
+    for depth, part in enumerate(path):
+        if not isinstance(block, Mapping) or part not in block:
+            raise ConfigError(f"invalid config key '{'.'.join((suite, *path[:depth + 1]))}': missing, and "
+                              f"picat {command} reads its settings from it")
+        block = block[part]
+    if keep is not None:
+        return {key: copy.deepcopy(block[key]) for key in keep}
+    left_out = COMMAND_BLOCKS[command][1]
+    return {key: copy.deepcopy(value) for key, value in block.items() if key not in left_out}

@@ -29,7 +29,7 @@ def test_shipped_config_is_valid(config):
         (lambda c: c["demo"]["sampling"].update(n_points="many"), "demo.sampling.n_points"),
         (lambda c: c["paper"]["corpus"].pop("root"), "paper.corpus"),
         (lambda c: c["demo"]["render"].update(fov_deg=20.0), "demo.render.fov_deg"),
-        (lambda c: c["demo"].update(renderer={}), "demo"),
+        (lambda c: c["demo"].update(renderer={}), "demo.renderer"),
     ],
 )
 def test_invalid_values_name_their_key(config, change, key):

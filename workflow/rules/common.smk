@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from picat.config import (
     SHARED_FEATURE_KEYS,
     ConfigError,
+    merge_command_line_config,
     pretrain_run_settings,
     pretrain_runs,
     suite_settings,
@@ -17,10 +18,16 @@ from picat.config import (
 )
 from picat.workflow_env import job_environment
 
+# Snakemake has merged any --configfile files and --config values into config.yaml's nested
+# settings key by key; --config's nested values arrive as strings ('demo={pretrain: {epochs: 2}}'
+# gives "2"), so they are merged again with their YAML types. Then the effective config is checked.
+merge_command_line_config(config, workflow.config_settings.config)
 try:
     validate_config(config)
 except ConfigError as error:
-    raise WorkflowError(f"config.yaml: {error}") from None
+    overrides = [f"--configfile {path}" for path in workflow.overwrite_configfiles]
+    overrides += ["--config"] if workflow.config_settings.config else []
+    raise WorkflowError(f"config.yaml{' with ' + ', '.join(overrides) if overrides else ''}: {error}") from None
 
 SUITE = config["suite"]
 # Suites sized for a 2-core laptop: their jobs ask for the small thread, memory and time budgets
