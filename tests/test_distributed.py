@@ -4,7 +4,6 @@ from a single-process checkpoint; and `picat pretrain --nproc 2` (torchrun) end 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import subprocess
@@ -29,6 +28,7 @@ from picat.pretrain.distributed import GlobalBatchSlices, Ranks, launcher_comman
 from picat.pretrain.engine import TrainSettings, batch_rotations, data_parallel, step_loss, train
 from picat.pretrain.model import PicAtPoint
 from picat.stages.pretrain import run_pretraining
+from picat.training_log import read_log
 
 WORLD = 2
 SETTINGS = TrainSettings(epochs=2, batch_size=4, seed=7)
@@ -271,14 +271,13 @@ def test_torchrun_with_two_processes_writes_a_loadable_checkpoint(toy_data, tmp_
     assert done.stderr.count("[pretrain] epoch 1/1 loss") == 1  # rank 0 alone reports
     model = picat.load_backbone(output)
     assert model.picat_metadata["seed"] == 3 and not (output.parent / "resume.pt").exists()
-    with open(output.parent / "log.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(row["epoch"]) for row in rows] == [1]
+    rows = {row["metric"]: row for row in read_log(output.parent / "log.csv")}
+    assert {row["epoch"] for row in rows.values()} == {1}
     single = tmp_path / "single" / "checkpoint.pt"
     run_pretraining(shards, features, single, "pointnext", "full", 3, settings, "y", "test", device="cpu",
                     log=io.StringIO())
     expected = torch.load(single, weights_only=False)["metadata"]["history"][0]["loss"]
-    assert float(rows[0]["loss"]) == pytest.approx(expected, rel=1e-5)
+    assert rows["loss"]["value"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_cuda_ranks_get_sync_batch_norm_except_inside_edgeconv():

@@ -17,6 +17,7 @@ from picat.pretrain.engine import NonFiniteLossError, TrainSettings, step_loss, 
 from picat.pretrain.model import PicAtPoint
 from picat.shards import ShardObject, ShardWriter
 from picat.stages.encode import encode_shard
+from picat.training_log import read_log
 
 
 class ToyBackbone(nn.Module):
@@ -121,6 +122,15 @@ def test_resumed_run_equals_uninterrupted_run(toy_data, tmp_path):
     for name, tensor in whole.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
     assert resumed_history[-1]["loss"] == history[-1]["loss"]
+    # The training log (picat.training_log) holds each epoch once, as the uninterrupted run's (timings aside).
+    timing = ("seconds", "objects_per_s")
+
+    def log_rows(folder: Path) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in read_log(folder / "log.csv")
+                if row["metric"] not in timing]
+
+    assert log_rows(tmp_path / "split") == log_rows(tmp_path / "whole")
+    assert [row["epoch"] for row in log_rows(tmp_path / "split") if row["metric"] == "loss"] == [1, 2, 3]
 
 
 def test_non_finite_loss_aborts_with_a_clear_message(toy_data, tmp_path):
@@ -176,11 +186,12 @@ def test_tensorboard_gets_the_epoch_scalars_when_installed(toy_data, tmp_path):
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     scalars = events.Tags()["scalars"]
-    for tag in ("epoch/loss", "epoch/local", "epoch/global", "epoch/lr", "epoch/lr_image", "epoch/objects_per_s",
+    for tag in ("train/loss", "train/local", "train/global", "train/lr", "train/lr_image", "train/objects_per_s",
                 "step/loss"):
         assert tag in scalars, (tag, scalars)
-    logged = [(event.step, event.value) for event in events.Scalars("epoch/loss")]
-    assert [step for step, _ in logged] == [1, 2]
+    # At the global step (4 batches per epoch), the x axis of every loop's curves.
+    logged = [(event.step, event.value) for event in events.Scalars("train/loss")]
+    assert [step for step, _ in logged] == [4, 8]
     assert logged[1][1] == pytest.approx(history[1]["loss"], rel=1e-6)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
@@ -13,6 +12,7 @@ from test_pretrain_engine import toy_data  # noqa: F401  (the shared fixture)
 import picat
 from picat.models.factory import build_point_backbone
 from picat.stages.pretrain import run_pretraining
+from picat.training_log import read_log
 
 SETTINGS = {
     "epochs": 2, "batch_size": 4, "n_points": 32, "latent_dim": 8, "pose_dim": 4, "lr_point": 1e-3, "lr_image": 5e-5,
@@ -28,10 +28,12 @@ def test_pretraining_job_writes_a_loadable_checkpoint(toy_data, tmp_path, backbo
     output = tmp_path / "checkpoint.pt"
     assert run_pretraining(shards, features, output, backbone, variant, 3, SETTINGS, "y", "test", device="cpu",
                            log=io.StringIO()) == output
-    with open(tmp_path / "log.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(row["epoch"]) for row in rows] == [1, 2]
-    assert float(rows[0]["lr"]) == 1e-3 and float(rows[0]["lr_image"]) == 5e-5 and float(rows[0]["objects_per_s"]) > 0
+    rows = read_log(tmp_path / "log.csv")  # the long format shared by every loop (picat.training_log)
+    assert sorted({row["epoch"] for row in rows}) == [1, 2] and {row["split"] for row in rows} == {"train"}
+    first = {row["metric"]: row for row in rows if row["epoch"] == 1}
+    assert first["loss"]["lr"] == 1e-3 and first["lr_image"]["value"] == 5e-5 and first["objects_per_s"]["value"] > 0
+    history = torch.load(output, weights_only=False)["metadata"]["history"]
+    assert first["loss"]["value"] == history[0]["loss"] and first["loss"]["seconds"] == history[0]["seconds"]
     assert json.loads((tmp_path / "config.json").read_text())["pretrain"] == SETTINGS
     model = picat.load_backbone(output)
     metadata = model.picat_metadata

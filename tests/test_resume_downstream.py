@@ -3,9 +3,11 @@
 Each protocol's step is run three ways on tiny data with the real (tiny) networks: whole;
 stopped after epoch 1, resumed and stopped after epoch 2, resumed to the end (three calls, as
 three SLURM attempts would make); and resumed with part of the RNG state left unrestored.
-The two-stop run must end with bit-identical weights, history and test metrics to the whole
-run, and its resume state must be gone once the record is written; the unrestored runs must
-end with other weights (so the comparison can fail: every saved RNG state matters).
+The two-stop run must end with bit-identical weights, history, test metrics and training log
+(log.csv, timings aside) to the whole run, and its resume state must be gone once the record
+is written; the unrestored runs must end with other weights (so the comparison can fail:
+every saved RNG state matters). A kill between an epoch's log rows and its resume state
+must not leave that epoch twice in log.csv.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from test_segmentation_stage import TINY_DGCNN, TINY_POINTNEXT, rooms, standins 
 import picat.resume
 from picat.demo.parts import SHAPENETPART_LAYOUT
 from picat.resume import RESUME_FILE, run_folder_of
+from picat.training_log import CSV_FILE, read_log
 
 TIMING = ("seconds",)
 
@@ -99,6 +102,11 @@ def details(output: Path) -> list[dict[str, Any]]:
             for record in records]
 
 
+def log_rows(output: Path) -> list[dict[str, Any]]:
+    """The run's log.csv rows, wall-clock seconds dropped."""
+    return [without_timing(row) for row in read_log(run_folder_of(output) / CSV_FILE)]
+
+
 def test_killed_and_resumed_run_equals_an_uninterrupted_run(protocol, tmp_path):
     whole = tmp_path / "whole" / "seed0.json"
     protocol.run(whole)
@@ -122,6 +130,36 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_run(protocol, tmp_path):
         assert torch.equal(tensor, protocol.weights[name]), name
     # Same records: value(s), test scores, per-epoch history (timings aside), selected epoch.
     assert details(split) == details(whole)
+    # Same training log, each epoch once: train (and val) rows per epoch, then the test rows.
+    assert log_rows(split) == log_rows(whole)
+    assert [row["epoch"] for row in log_rows(split) if row["metric"] == "loss"] == [1, 2, 3]
+    assert {row["split"] for row in log_rows(split)} >= {"train", "test"}
+
+
+def test_a_kill_between_the_log_and_the_state_repeats_no_rows(protocol, tmp_path, monkeypatch):
+    """Killed after epoch 2's rows reached log.csv but before epoch 2's resume state was
+    written: the rerun repeats epoch 2, and log.csv still holds each epoch once."""
+    whole = tmp_path / "whole" / "seed0.json"
+    protocol.run(whole, epochs=2)
+    split = tmp_path / "split" / "seed0.json"
+    real_save, saves = picat.resume.ResumeFile.save, []
+
+    def save_then_die(self, state):
+        saves.append(state["epoch"])
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt("killed")  # as a SIGINT would, before the state is written
+        real_save(self, state)
+
+    monkeypatch.setattr(picat.resume.ResumeFile, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        protocol.run(split, epochs=2)
+    assert saves == [1, 2]
+    assert [row["epoch"] for row in read_log(run_folder_of(split) / CSV_FILE) if row["metric"] == "loss"] == [1, 2]
+    monkeypatch.setattr(picat.resume.ResumeFile, "save", real_save)
+    protocol.run(split, epochs=2)
+    assert "after epoch 1" in protocol.log
+    assert log_rows(split) == log_rows(whole)
+    assert [row["epoch"] for row in log_rows(split) if row["metric"] == "loss"] == [1, 2]
 
 
 def partial_restore(skip: str):

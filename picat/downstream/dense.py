@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from picat.accelerator import DeviceSums, FiniteLossGuard, autocast, float32_losses, prepare_device, to_device
 from picat.resume import Generators, ResumeFile, restore_rng_states, rng_states
+from picat.training_log import TrainingLog
 
 # One batch: the model's inputs (each (B, N, ...) or (B,)) and the (B, N) int64 labels.
 Batch = tuple[tuple[Tensor, ...], Tensor]
@@ -58,13 +59,14 @@ def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | I
                 optimizer: torch.optim.Optimizer, *, epochs: int, min_lr: float, label_smoothing: float,
                 grad_clip: float, n_classes: int, name: str, device: torch.device,
                 log: TextIO, amp: str = "fp32", check_every: int = 50, resume: ResumeFile | None = None,
-                generators: Generators | None = None, stop_after_epochs: int | None = None) -> list[dict[str, float]]:
+                generators: Generators | None = None, stop_after_epochs: int | None = None,
+                training_log: TrainingLog | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place for ``epochs`` epochs (or until ``stop_after_epochs``).
 
     Args:
         epoch_batches: epoch index -> that epoch's batches (drawn lazily, so augmentation and
             sampling happen as training goes), drawing from ``generators`` only.
-        n_batches: batches per epoch (for the progress bar).
+        n_batches: batches per epoch (for the progress bar and the log's step count).
         grad_clip: max gradient norm; 0 disables clipping.
         name: the protocol's log prefix, e.g. "partseg".
         amp: the forward pass's precision, "fp32", "bf16" or "auto" (:func:`picat.accelerator.resolve_amp`).
@@ -76,6 +78,9 @@ def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | I
             (and the global ones) are saved with the resume state and restored from it.
         stop_after_epochs: end once that many epochs are complete in total (a cluster's time
             limit); a later call with the same ``resume`` continues.
+        training_log: gets the train ``loss`` and ``accuracy`` (percent of points) of every
+            epoch (:class:`picat.training_log.TrainingLog`); started here (from the resume
+            state's rows), closed by the caller, who may add the test rows. None: no log.
 
     Returns:
         one row per completed epoch (fewer than ``epochs`` when stopped early): {"epoch",
@@ -100,6 +105,8 @@ def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | I
         restore_rng_states(state["rng"], generators)
         start_epoch, history = state["epoch"], state["history"]
         print(f"[{name}] resuming from {resume.path} after epoch {start_epoch}", file=log, flush=True)
+    training_log = training_log or TrainingLog(None, name)
+    training_log.start(None if state is None else state["log"])
     last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     for epoch in range(start_epoch, last_epoch):
         model.train()
@@ -133,11 +140,13 @@ def train_dense(model: nn.Module, epoch_batches: Callable[[int], list[Batch] | I
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
         scheduler.step()
         history.append(row)
+        training_log.record(epoch + 1, {"train": {"loss": row["train_loss"], "accuracy": row["train_accuracy"]}},
+                            step=(epoch + 1) * n_batches, lr=row["lr"], seconds=row["seconds"])
         if resume is not None:
             # After the epoch's last draw: the RNG states are those the next epoch starts from.
             resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "rng": rng_states(generators), "epoch": epoch + 1,
-                         "history": history})
+                         "history": history, "log": training_log.state()})
         print(f"[{name}] epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f}, train "
               f"{row['train_accuracy']:.1f}%, lr {row['lr']:.2e} ({row['seconds']:.1f} s)", file=log, flush=True)
     return history

@@ -37,6 +37,7 @@ from picat.downstream.settings import settings_from_block
 from picat.models.pointnext import PointNeXtClassifier
 from picat.pretrain.correspondence import rotations_about_up
 from picat.resume import RESUME_FILE, ResumeFile, restore_rng_states, rng_states, weights_fingerprint
+from picat.training_log import LoggingSpec, TrainingLog
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ def evaluate(model: nn.Module, points: np.ndarray, labels: np.ndarray, settings:
 def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels: np.ndarray, test_points: np.ndarray,
              test_labels: np.ndarray, settings: FinetuneSettings, seed: int, up_axis: str = "y",
              device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
-             check_every: int = 50, *, run_dir: Path | None = None,
-             stop_after_epochs: int | None = None) -> dict[str, Any] | None:
+             check_every: int = 50, *, run_dir: Path | None = None, stop_after_epochs: int | None = None,
+             logging_settings: LoggingSpec | None = None) -> dict[str, Any] | None:
     """Fine-tune ``model`` and evaluate the selected epoch on the test split once.
 
     With ``run_dir``, the state after every epoch goes to ``run_dir/resume.pt``
@@ -135,6 +136,11 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
         run_dir: the run folder for the resume state (None: no resume state).
         stop_after_epochs: end this call once that many epochs are complete in total (a
             cluster's time limit); a later call with the same ``run_dir`` resumes.
+        logging_settings: the ``logging`` block (:class:`picat.training_log.LoggingSettings`):
+            with ``run_dir``, ``run_dir/log.csv`` always gets per epoch the train ``loss`` and
+            ``accuracy`` (percent of clouds), with ``selection: val`` the val ``accuracy``, and
+            at the end the test ``overall_accuracy`` and ``mean_class_accuracy`` (epoch: the one
+            tested); TensorBoard and W&B as the block says.
 
     Returns:
         {"test": {"overall_accuracy", "mean_class_accuracy"}, "selected_epoch", "history": [...],
@@ -166,84 +172,94 @@ def finetune(model: PointNeXtClassifier, train_points: np.ndarray, train_labels:
     history: list[dict[str, float]] = []
     best_state, best_val, selected_epoch = None, -1.0, settings.epochs
     n_total = train_points.shape[1]
-    start_epoch, resume = 0, None
-    if run_dir is not None:
-        # The fingerprint of the starting weights: a state from a fine-tuning of other
-        # pre-trained weights (or another head seed) is refused, not continued.
-        resume = ResumeFile(Path(run_dir) / RESUME_FILE, {
-            "protocol": "finetune", "settings": asdict(settings), "seed": seed, "up_axis": up_axis, "amp": amp,
-            "n_train": int(len(train_points)), "n_val": 0 if val_points is None else int(len(val_points)),
-            "initial_weights": weights_fingerprint(model)})
-        state = resume.load(device)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            restore_rng_states(state["rng"], {"batches": generator})
-            start_epoch, history = state["epoch"], state["history"]
-            best_state, best_val, selected_epoch = state["best_state"], state["best_val"], state["selected_epoch"]
-            print(f"[finetune] resuming from {resume.path} after epoch {start_epoch}", file=log, flush=True)
-    last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
-    for epoch in range(start_epoch, last_epoch):
-        model.train()
-        started, seen = time.time(), 0
-        sums = DeviceSums(("loss", "correct"), device)  # loss x batch size, correctly labelled clouds
-        guard = FiniteLossGuard(device, check_every, lambda step, epoch=epoch: FloatingPointError(
-            f"non-finite fine-tuning loss at epoch {epoch + 1}, step {step}; lower the learning rate"))
-        order = torch.randperm(len(train_points), generator=generator).numpy()
-        batches = [order[i:i + settings.batch_size]
-                   for i in range(0, len(order) - settings.batch_size + 1, settings.batch_size)]
-        for index in tqdm(batches, desc=f"[finetune] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
-                          mininterval=30.0):
-            # A fresh random subset of points per cloud and epoch, as PointNeXt samples them.
-            subset = torch.randperm(n_total, generator=generator)[:settings.n_points].numpy()
-            points, labels = host_to_device((augment(torch.from_numpy(train_points[index][:, subset]), settings,
-                                                     up_axis, generator), torch.from_numpy(train_labels[index])),
-                                            device)
-            with autocast(device, amp):
-                logits = model(points)
-            logits = as_float32(logits)
-            with float32_losses(device):
-                loss = criterion(logits, labels)
-            guard.observe(loss)  # raises, every check_every steps, on an earlier non-finite loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            # float64 on the device, as the host's Python floats summed before.
-            sums.add({"loss": loss.detach().double() * len(index),
-                      "correct": (logits.detach().argmax(dim=1) == labels).sum()})
-            seen += len(index)
-        guard.check()
-        totals = sums.values()
-        loss_sum, correct = totals["loss"], totals["correct"]
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
-        scheduler.step()
-        if val_points is not None:
-            row["val_accuracy"] = evaluate(model, val_points, val_labels, settings, device, amp)["overall_accuracy"]
-            if row["val_accuracy"] > best_val:
-                best_val, selected_epoch, best_state = row["val_accuracy"], epoch + 1, copy.deepcopy(model.state_dict())
-        history.append(row)
-        if resume is not None:
-            # After the epoch's last draw: the RNG states are those the next epoch starts from.
-            resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": rng_states({"batches": generator}),
-                         "epoch": epoch + 1, "history": history, "best_state": best_state, "best_val": best_val,
-                         "selected_epoch": selected_epoch})
-        extra = f", val {row['val_accuracy']:.1f}%" if "val_accuracy" in row else ""
-        print(f"[finetune] epoch {epoch + 1}/{settings.epochs} loss {row['train_loss']:.4f}, "
-              f"train {row['train_accuracy']:.1f}%"
-              f"{extra} ({row['seconds']:.1f} s)", file=log, flush=True)
-    if len(history) < settings.epochs:
-        print(f"[finetune] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
-              file=log, flush=True)
-        return None
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    test = evaluate(model, test_points, test_labels, settings, device, amp)
-    print(f"[finetune] test overall accuracy {test['overall_accuracy']:.2f}% (epoch {selected_epoch}, "
-          f"selected by {settings.selection})", file=log, flush=True)
-    return {"test": test, "selected_epoch": selected_epoch, "history": history, "settings": asdict(settings),
-            "n_train": int(len(train_points)), "n_val": 0 if val_points is None else int(len(val_points)),
-            "n_test": int(len(test_points))}
+    identity = {"protocol": "finetune", "settings": asdict(settings), "seed": seed, "up_axis": up_axis, "amp": amp,
+                "n_train": int(len(train_points)), "n_val": 0 if val_points is None else int(len(val_points))}
+    # The fingerprint of the starting weights: a state from a fine-tuning of other pre-trained
+    # weights (or another head seed) is refused, not continued.
+    resume = None if run_dir is None else ResumeFile(Path(run_dir) / RESUME_FILE,
+                                                     {**identity, "initial_weights": weights_fingerprint(model)})
+    state = None if resume is None else resume.load(device)
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_states(state["rng"], {"batches": generator})
+        start_epoch, history = state["epoch"], state["history"]
+        best_state, best_val, selected_epoch = state["best_state"], state["best_val"], state["selected_epoch"]
+        print(f"[finetune] resuming from {resume.path} after epoch {start_epoch}", file=log, flush=True)
+    steps_per_epoch = len(train_points) // settings.batch_size  # whole batches only
+    with TrainingLog(run_dir, "finetune", logging_settings, config=identity) as training_log:
+        training_log.start(None if state is None else state["log"])
+        last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
+        for epoch in range(start_epoch, last_epoch):
+            model.train()
+            started, seen = time.time(), 0
+            sums = DeviceSums(("loss", "correct"), device)  # loss x batch size, correctly labelled clouds
+            guard = FiniteLossGuard(device, check_every, lambda step, epoch=epoch: FloatingPointError(
+                f"non-finite fine-tuning loss at epoch {epoch + 1}, step {step}; lower the learning rate"))
+            order = torch.randperm(len(train_points), generator=generator).numpy()
+            batches = [order[i:i + settings.batch_size]
+                       for i in range(0, len(order) - settings.batch_size + 1, settings.batch_size)]
+            for index in tqdm(batches, desc=f"[finetune] epoch {epoch + 1}/{settings.epochs}", unit="batch", file=log,
+                              mininterval=30.0):
+                # A fresh random subset of points per cloud and epoch, as PointNeXt samples them.
+                subset = torch.randperm(n_total, generator=generator)[:settings.n_points].numpy()
+                points, labels = host_to_device((augment(torch.from_numpy(train_points[index][:, subset]), settings,
+                                                         up_axis, generator), torch.from_numpy(train_labels[index])),
+                                                device)
+                with autocast(device, amp):
+                    logits = model(points)
+                logits = as_float32(logits)
+                with float32_losses(device):
+                    loss = criterion(logits, labels)
+                guard.observe(loss)  # raises, every check_every steps, on an earlier non-finite loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                optimizer.step()
+                # float64 on the device, as the host's Python floats summed before.
+                sums.add({"loss": loss.detach().double() * len(index),
+                          "correct": (logits.detach().argmax(dim=1) == labels).sum()})
+                seen += len(index)
+            guard.check()
+            totals = sums.values()
+            loss_sum, correct = totals["loss"], totals["correct"]
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": 100.0 * correct / seen,
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+            scheduler.step()
+            if val_points is not None:
+                val = evaluate(model, val_points, val_labels, settings, device, amp)
+                row["val_accuracy"] = val["overall_accuracy"]
+                if row["val_accuracy"] > best_val:
+                    best_val, selected_epoch = row["val_accuracy"], epoch + 1
+                    best_state = copy.deepcopy(model.state_dict())
+            history.append(row)
+            training_log.record(epoch + 1, {"train": {"loss": row["train_loss"], "accuracy": row["train_accuracy"]},
+                                            **({"val": {"accuracy": row["val_accuracy"]}} if "val_accuracy" in row
+                                               else {})},
+                                step=(epoch + 1) * steps_per_epoch, lr=row["lr"], seconds=row["seconds"])
+            if resume is not None:
+                # After the epoch's last draw: the RNG states are those the next epoch starts from.
+                resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "rng": rng_states({"batches": generator}),
+                             "epoch": epoch + 1, "history": history, "best_state": best_state, "best_val": best_val,
+                             "selected_epoch": selected_epoch, "log": training_log.state()})
+            extra = f", val {row['val_accuracy']:.1f}%" if "val_accuracy" in row else ""
+            print(f"[finetune] epoch {epoch + 1}/{settings.epochs} loss {row['train_loss']:.4f}, "
+                  f"train {row['train_accuracy']:.1f}%"
+                  f"{extra} ({row['seconds']:.1f} s)", file=log, flush=True)
+        if len(history) < settings.epochs:
+            print(f"[finetune] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
+                  file=log, flush=True)
+            return None
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        tested = time.time()
+        test = evaluate(model, test_points, test_labels, settings, device, amp)
+        training_log.record(selected_epoch, {"test": test}, seconds=time.time() - tested)
+        print(f"[finetune] test overall accuracy {test['overall_accuracy']:.2f}% (epoch {selected_epoch}, "
+              f"selected by {settings.selection})", file=log, flush=True)
+        return {"test": test, "selected_epoch": selected_epoch, "history": history, "settings": asdict(settings),
+                "n_train": int(len(train_points)), "n_val": 0 if val_points is None else int(len(val_points)),
+                "n_test": int(len(test_points))}

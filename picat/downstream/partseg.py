@@ -46,6 +46,7 @@ from picat.downstream.dense import Batch, checked_logits, train_dense
 from picat.downstream.seg_metrics import part_segmentation_scores, restrict_to_parts
 from picat.downstream.settings import check_training_settings, settings_from_block
 from picat.resume import RESUME_FILE, ResumeFile, weights_fingerprint
+from picat.training_log import LoggingSpec, TrainingLog
 
 N_PARTS = 50
 _KEY = "downstream.partseg"
@@ -165,7 +166,8 @@ def _optimizer(model: nn.Module, settings: PartSegSettings) -> torch.optim.Optim
 def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings: PartSegSettings, seed: int,
                          device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
                          check_every: int = 50, *, run_dir: Path | None = None,
-                         stop_after_epochs: int | None = None) -> list[dict[str, float]]:
+                         stop_after_epochs: int | None = None,
+                         training_log: TrainingLog | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place for ``settings.epochs`` epochs; each epoch every shape (whole
     batches only) is seen once with a fresh sample of ``n_points`` points.
 
@@ -173,6 +175,8 @@ def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings:
     ``run_dir``: the run folder of the per-epoch resume state (``resume.pt``, see
     :mod:`picat.resume`); a state there of the same settings, seed, data size and initial
     weights is continued, one of another run refused. None: no resume state.
+    ``training_log``: gets each epoch's train ``loss`` and ``accuracy`` (see
+    :func:`picat.downstream.dense.train_dense`); None: no log.
 
     Returns:
         one row per completed epoch: {"epoch", "train_loss", "train_accuracy" (percent of
@@ -206,7 +210,7 @@ def train_part_segmenter(model: nn.Module, train: PartSegmentationSet, settings:
                        min_lr=settings.min_lr, label_smoothing=settings.label_smoothing, grad_clip=settings.grad_clip,
                        n_classes=N_PARTS, name="partseg", device=device, log=log, amp=amp,
                        check_every=check_every, resume=resume, generators={"samples": rng, "augment": generator},
-                       stop_after_epochs=stop_after_epochs)
+                       stop_after_epochs=stop_after_epochs, training_log=training_log)
 
 
 @torch.no_grad()
@@ -265,23 +269,33 @@ def evaluate_part_segmenter(model: nn.Module, test: PartSegmentationSet, setting
 def run_part_segmentation(model: nn.Module, train: PartSegmentationSet, test: PartSegmentationSet,
                           settings: PartSegSettings, seed: int, device: torch.device | None = None,
                           log: TextIO = sys.stderr, amp: str = "fp32", *, run_dir: Path | None = None,
-                          stop_after_epochs: int | None = None) -> dict[str, Any] | None:
+                          stop_after_epochs: int | None = None,
+                          logging_settings: LoggingSpec | None = None) -> dict[str, Any] | None:
     """Train on ``train`` and evaluate the last epoch's model on ``test`` once (both under ``amp``).
 
     ``run_dir`` and ``stop_after_epochs``: see :func:`train_part_segmenter`.
+    ``logging_settings``: the ``logging`` block (:class:`picat.training_log.LoggingSettings`);
+    with ``run_dir``, ``run_dir/log.csv`` gets each epoch's train ``loss`` and ``accuracy`` and
+    at the end the test ``instance_miou`` and ``class_miou`` (percent; epoch: the last), and
+    TensorBoard and W&B the same scalars as the block says.
 
     Returns:
         {"test": evaluate_part_segmenter's scores, "history": [...], "settings": {...},
          "n_train", "n_test", "seconds"}; None when stopped before the last epoch.
     """
     started = time.time()
-    history = train_part_segmenter(model, train, settings, seed, device, log, amp, run_dir=run_dir,
-                                   stop_after_epochs=stop_after_epochs)
-    if len(history) < settings.epochs:
-        print(f"[partseg] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
-              file=log, flush=True)
-        return None
-    test_scores = evaluate_part_segmenter(model, test, settings, seed, device, amp)
+    config = {"settings": asdict(settings), "seed": seed, "amp": amp, "n_train": len(train), "n_test": len(test)}
+    with TrainingLog(run_dir, "partseg", logging_settings, config=config) as training_log:
+        history = train_part_segmenter(model, train, settings, seed, device, log, amp, run_dir=run_dir,
+                                       stop_after_epochs=stop_after_epochs, training_log=training_log)
+        if len(history) < settings.epochs:
+            print(f"[partseg] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
+                  file=log, flush=True)
+            return None
+        tested = time.time()
+        test_scores = evaluate_part_segmenter(model, test, settings, seed, device, amp)
+        training_log.record(len(history), {"test": {key: test_scores[key] for key in ("instance_miou", "class_miou")}},
+                            seconds=time.time() - tested)
     seconds = time.time() - started
     print(f"[partseg] test instance mIoU {test_scores['instance_miou']:.2f}%, class mIoU "
           f"{test_scores['class_miou']:.2f}% on {test_scores['n_shapes']} shapes ({seconds:.0f} s)",

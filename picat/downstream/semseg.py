@@ -50,6 +50,7 @@ from picat.downstream.scenes import VoxelGrid, build_voxel_grid, crop_nearest, p
 from picat.downstream.seg_metrics import confusion_matrix, scene_segmentation_scores
 from picat.downstream.settings import check_training_settings, settings_from_block
 from picat.resume import RESUME_FILE, ResumeFile, weights_fingerprint
+from picat.training_log import LoggingSpec, TrainingLog
 
 N_CLASSES = len(S3DIS_CLASSES)
 # S3DIS colour statistics (in [0, 1]) that PointNeXt's ChromaticNormalize standardises with.
@@ -167,7 +168,8 @@ def training_crop(room: Room, grid: VoxelGrid, settings: SemSegSettings,
 def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], settings: SemSegSettings, seed: int,
                           device: torch.device | None = None, log: TextIO = sys.stderr, amp: str = "fp32",
                           check_every: int = 50, *, run_dir: Path | None = None,
-                          stop_after_epochs: int | None = None) -> list[dict[str, float]]:
+                          stop_after_epochs: int | None = None,
+                          training_log: TrainingLog | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place; each epoch draws ``crops_per_room`` crops of every training room
     in random order and steps on whole batches of ``batch_size`` crops.
 
@@ -175,6 +177,8 @@ def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], setting
     ``run_dir``: the run folder of the per-epoch resume state (``resume.pt``, see
     :mod:`picat.resume`); a state there of the same settings, seed, rooms and initial weights
     is continued, one of another run refused. None: no resume state.
+    ``training_log``: gets each epoch's train ``loss`` and ``accuracy`` (see
+    :func:`picat.downstream.dense.train_dense`); None: no log.
 
     Returns:
         one row per completed epoch: {"epoch", "train_loss", "train_accuracy" (percent of crop
@@ -209,7 +213,7 @@ def train_scene_segmenter(model: nn.Module, train_rooms: Sequence[Room], setting
     return train_dense(model, epoch_batches, n_batches, optimizer, epochs=settings.epochs, min_lr=settings.min_lr,
                        label_smoothing=settings.label_smoothing, grad_clip=settings.grad_clip, n_classes=N_CLASSES,
                        name="semseg", device=device, log=log, amp=amp, check_every=check_every, resume=resume,
-                       generators={"crops": rng}, stop_after_epochs=stop_after_epochs)
+                       generators={"crops": rng}, stop_after_epochs=stop_after_epochs, training_log=training_log)
 
 
 @torch.no_grad()
@@ -269,11 +273,16 @@ def evaluate_scene_segmenter(model: nn.Module, test_rooms: Sequence[Room], setti
 def run_scene_segmentation(model: nn.Module, train_rooms: Sequence[Room], test_rooms: Sequence[Room],
                            settings: SemSegSettings, seed: int, device: torch.device | None = None,
                            log: TextIO = sys.stderr, amp: str = "fp32", *, run_dir: Path | None = None,
-                           stop_after_epochs: int | None = None) -> dict[str, Any] | None:
+                           stop_after_epochs: int | None = None,
+                           logging_settings: LoggingSpec | None = None) -> dict[str, Any] | None:
     """Train on rooms outside ``test_area`` and evaluate the last epoch's model on the rooms of
     ``test_area`` once.
 
     ``run_dir`` and ``stop_after_epochs``: see :func:`train_scene_segmenter`.
+    ``logging_settings``: the ``logging`` block (:class:`picat.training_log.LoggingSettings`);
+    with ``run_dir``, ``run_dir/log.csv`` gets each epoch's train ``loss`` and ``accuracy`` and
+    at the end the test ``miou``, ``macc`` and ``overall_accuracy`` (percent; epoch: the last), and
+    TensorBoard and W&B the same scalars as the block says.
 
     Returns:
         {"test": evaluate_scene_segmenter's scores, "history": [...], "settings": {...},
@@ -286,13 +295,19 @@ def run_scene_segmentation(model: nn.Module, train_rooms: Sequence[Room], test_r
     if foreign:
         raise ValueError(f"test rooms {foreign[:5]} are not in the test area {settings.test_area} ({_KEY}.test_area)")
     started = time.time()
-    history = train_scene_segmenter(model, train_rooms, settings, seed, device, log, amp, run_dir=run_dir,
-                                    stop_after_epochs=stop_after_epochs)
-    if len(history) < settings.epochs:
-        print(f"[semseg] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
-              file=log, flush=True)
-        return None
-    test = evaluate_scene_segmenter(model, test_rooms, settings, seed, device, log, amp)
+    config = {"settings": asdict(settings), "seed": seed, "amp": amp, "n_train_rooms": len(train_rooms),
+              "n_test_rooms": len(test_rooms)}
+    with TrainingLog(run_dir, "semseg", logging_settings, config=config) as training_log:
+        history = train_scene_segmenter(model, train_rooms, settings, seed, device, log, amp, run_dir=run_dir,
+                                        stop_after_epochs=stop_after_epochs, training_log=training_log)
+        if len(history) < settings.epochs:
+            print(f"[semseg] stopped after epoch {len(history)} of {settings.epochs}; run again to resume",
+                  file=log, flush=True)
+            return None
+        tested = time.time()
+        test = evaluate_scene_segmenter(model, test_rooms, settings, seed, device, log, amp)
+        training_log.record(len(history), {"test": {key: test[key] for key in ("miou", "macc", "overall_accuracy")}},
+                            seconds=time.time() - tested)
     seconds = time.time() - started
     print(f"[semseg] test mIoU {test['miou']:.2f}%, mAcc {test['macc']:.2f}%, OA {test['overall_accuracy']:.2f}% on "
           f"{test['n_rooms']} rooms, {test['n_points']} points ({seconds:.0f} s)", file=log, flush=True)

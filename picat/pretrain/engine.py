@@ -46,9 +46,9 @@ from picat.pretrain.distributed import SINGLE, GlobalBatchSlices, Ranks, rank_sl
 from picat.pretrain.losses import global_infonce, global_infonce_terms, local_infonce, local_infonce_terms
 from picat.pretrain.model import PicAtPoint
 from picat.pretrain.samples import with_object_samples
-from picat.pretrain.tensorboard import open_tensorboard
 from picat.pretrain.visibility import visible_centres
 from picat.resume import RESUME_FILE, restore_rng_states, rng_states
+from picat.training_log import LoggingSpec, TrainingLog
 
 OCCLUSION_MODES = ("all", "visible")
 
@@ -218,6 +218,25 @@ def batch_rotations(settings: TrainSettings, epoch: int, step: int, size: int, r
     return rank_slice(random_rotations(size * ranks.world_size, settings.rotation, settings.up_axis, generator), ranks)
 
 
+# The per-epoch history's values that the training log keeps (besides lr and seconds).
+LOG_METRICS = ("loss", "local", "global", "valid_fraction", "kept_fraction", "objects_per_s", "lr_image")
+
+
+def _log_metrics(row: dict[str, float]) -> dict[str, float]:
+    """One history row's train metrics for the training log."""
+    return {key: row[key] for key in LOG_METRICS if key in row}
+
+
+def _log_rows(history: list[dict[str, float]], steps_per_epoch: int) -> list[dict[str, Any]]:
+    """The training log's rows of a history (a resume state written before the shared log)."""
+    rebuilt = TrainingLog(None, "pretrain")
+    rebuilt.start()
+    for row in history:
+        rebuilt.record(row["epoch"], {"train": _log_metrics(row)}, step=row["epoch"] * steps_per_epoch,
+                       lr=row["lr"], seconds=row["seconds"])
+    return rebuilt.rows
+
+
 def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
     """``model`` ready for a data-parallel step: BatchNorm over the global batch, wrapped in DDP.
 
@@ -233,7 +252,8 @@ def data_parallel(model: nn.Module, ranks: Ranks, device: torch.device) -> nn.Mo
 def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run_dir: Path,
           image_encoder: nn.Module | None = None, device: torch.device | None = None,
           stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
-          ranks: Ranks = SINGLE, check_every: int = 50, cache_samples: bool = True) -> list[dict[str, float]]:
+          ranks: Ranks = SINGLE, check_every: int = 50, cache_samples: bool = True,
+          logging_settings: LoggingSpec | None = None) -> list[dict[str, float]]:
     """Train ``model`` for ``settings.epochs``, checkpointing every epoch into ``run_dir``.
 
     Args:
@@ -247,6 +267,11 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
         check_every: read the loss on the host (non-finite check, progress bar, TensorBoard's
             step curve) every this many steps and at the end of each epoch; in between a step
             never waits for the device.
+        logging_settings: the ``logging`` block (:class:`picat.training_log.LoggingSettings`).
+            Rank 0 writes ``run_dir/log.csv`` (:mod:`picat.training_log`'s long format; split
+            ``train``, metrics ``loss``, ``local``, ``global``, ``valid_fraction``,
+            ``kept_fraction``, ``objects_per_s``, ``lr_image``), TensorBoard (with the
+            step-level ``step/loss``) and W&B as the block says.
 
     Returns:
         The per-epoch history (epoch, loss, local, global, valid_fraction, kept_fraction, seconds, lr).
@@ -274,6 +299,7 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     history: list[dict[str, float]] = []
     start_epoch = 0
     resume_path = run_dir / RESUME_FILE
+    state = None
     if resume_path.is_file():
         state = torch.load(resume_path, map_location=device, weights_only=False)
         # A resume state from before the occlusion option was trained with every centre.
@@ -294,7 +320,12 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
     loader = DataLoader(dataset, batch_sampler=GlobalBatchSlices(sampler, settings.batch_size, ranks),
                         num_workers=settings.num_workers, **loader_options(device, settings.num_workers))
     last_epoch = settings.epochs if stop_after_epochs is None else min(settings.epochs, stop_after_epochs)
-    board = open_tensorboard(run_dir, purge_step=start_epoch * len(loader)) if ranks.is_main else None
+    training_log = TrainingLog(run_dir if ranks.is_main else None, "pretrain", logging_settings,
+                               config=asdict(settings))
+    if state is None:
+        training_log.start()
+    else:  # the log's rows as the state left them (rebuilt from the history in a state from before the log)
+        training_log.start(state.get("log") or {"rows": _log_rows(history, len(loader))})
     # A log file is not a terminal: redraw the bar rarely there so the file stays readable.
     interactive = hasattr(log, "isatty") and log.isatty()
     for epoch in range(start_epoch, last_epoch):
@@ -317,8 +348,7 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
             if (step + 1) % check_every == 0 or step + 1 == len(loader):  # host reads only now and then
                 loss_now = float(losses["loss"].detach())
                 progress.set_postfix(loss=f"{loss_now:.4f}", refresh=False)
-                if board is not None:
-                    board.add_scalar("step/loss", loss_now, epoch * len(loader) + step)
+                training_log.scalars(epoch * len(loader) + step + 1, {"loss": loss_now})
         progress.close()
         guard.check()
         steps = guard.steps_seen()
@@ -328,6 +358,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
                "lr": optimizer.param_groups[0]["lr"], "lr_image": optimizer.param_groups[1]["lr"]}
         scheduler.step()
         history.append(row)
+        training_log.record(epoch + 1, {"train": _log_metrics(row)}, step=(epoch + 1) * len(loader), lr=row["lr"],
+                            seconds=row["seconds"])
         if ranks.is_main:
             with atomic_path(resume_path) as resume_tmp:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -335,12 +367,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
                             # The global generators: the DataLoader's worker seeds (and any
                             # dropout) draw from torch's; the batches themselves depend on
                             # (seed, epoch, step) only.
-                            "rng": rng_states(), "settings": asdict(settings)}, resume_tmp)
-        if board is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    board.add_scalar(f"epoch/{key}", value, epoch + 1)
-            board.flush()
+                            "rng": rng_states(), "log": training_log.state(), "settings": asdict(settings)},
+                           resume_tmp)
         in_view = f", {100 * row['valid_fraction']:.0f}% centres in view" if model.settings.local_loss else ""
         if model.settings.local_loss and settings.occlusion == "visible":
             in_view += f", {100 * row['kept_fraction']:.0f}% visible"
@@ -348,8 +376,8 @@ def train(model: PicAtPoint, dataset: ShardObjects, settings: TrainSettings, run
               f"global {row['global']:.4f}{in_view}) {row['seconds']:.1f} s", file=log, flush=True)
         if math.isnan(row["loss"]):
             raise NonFiniteLossError(f"non-finite mean loss in epoch {epoch + 1}")
-    if board is not None:
-        board.close()
+    # (On an exception the process ends: wandb's exit hook closes its run, TensorBoard was flushed per epoch.)
+    training_log.close()
     if not ranks.is_main:
         log.close()
     return history

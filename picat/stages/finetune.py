@@ -26,7 +26,8 @@ from picat.resume import RESUME_FILE, run_folder_of
 def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,
                  checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
                  log: TextIO = sys.stderr, amp: str = "fp32",
-                 stop_after_epochs: int | None = None) -> dict[str, Any] | None:
+                 stop_after_epochs: int | None = None,
+                 logging_settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Fine-tune a PointNeXt-S classifier on ``dataset``; writes and returns the record.
 
     ``amp`` ("fp32", "bf16", "auto"): the forward passes' precision, recorded as ``precision``.
@@ -34,6 +35,9 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
     state (a rerun after a kill continues from it; removed once the record is written).
     ``stop_after_epochs``: end after that many epochs in total and return None without a
     record (a later call resumes).
+    ``logging_settings``: the ``logging`` block (:class:`picat.training_log.LoggingSettings`;
+    None: the CSV and TensorBoard): the run folder gets ``log.csv``, and ``tensorboard/`` and
+    ``wandb/`` as the block says.
     """
     finetune_settings = FinetuneSettings.of(settings)
     encoder, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="scratch")
@@ -50,7 +54,7 @@ def run_finetune(benchmark: str, dataset: dict[str, Any], settings: dict[str, An
     run_dir = run_folder_of(output)
     result = finetune(model, train.points, train.labels, test.points, test.labels, finetune_settings, seed,
                       encoder.picat_metadata["up_axis"], where, log, amp=amp, run_dir=run_dir,
-                      stop_after_epochs=stop_after_epochs)
+                      stop_after_epochs=stop_after_epochs, logging_settings=logging_settings)
     if result is None:
         return None
     record = make_record(

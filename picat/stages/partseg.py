@@ -27,7 +27,8 @@ from picat.resume import RESUME_FILE, run_folder_of
 def run_partseg(dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str, seed: int,
                 checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None, device: str = "auto",
                 log: TextIO = sys.stderr, amp: str = "fp32",
-                stop_after_epochs: int | None = None) -> list[dict[str, Any]] | None:
+                stop_after_epochs: int | None = None,
+                logging_settings: dict[str, Any] | None = None) -> list[dict[str, Any]] | None:
     """DGCNN part segmentation on ShapeNetPart (Table 4); writes and returns the records.
 
     ``amp`` ("fp32", "bf16", "auto"): the forward passes' precision, recorded as ``precision``.
@@ -35,6 +36,9 @@ def run_partseg(dataset: dict[str, Any], settings: dict[str, Any], output: Path,
     state (a rerun after a kill continues from it; removed once the records are written).
     ``stop_after_epochs``: end after that many epochs in total and return None without
     records (a later call resumes).
+    ``logging_settings``: the ``logging`` block (:class:`picat.training_log.LoggingSettings`;
+    None: the CSV and TensorBoard): the run folder gets ``log.csv``, and ``tensorboard/`` and
+    ``wandb/`` as the block says.
     """
     settings = dict(settings)
     k = settings.pop("k", None)  # DGCNN's neighbour count for this protocol (not a weight)
@@ -56,7 +60,7 @@ def run_partseg(dataset: dict[str, Any], settings: dict[str, Any], output: Path,
           file=log, flush=True)
     run_dir = run_folder_of(output)
     result = run_part_segmentation(model, train, test, part, seed, where, log, amp, run_dir=run_dir,
-                                   stop_after_epochs=stop_after_epochs)
+                                   stop_after_epochs=stop_after_epochs, logging_settings=logging_settings)
     if result is None:
         return None
     scores = result["test"]

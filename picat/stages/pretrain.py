@@ -1,9 +1,11 @@
 """The pretrain step: one (backbone, variant, seed) run over all shards, ending in a checkpoint.
 
 Writes into the checkpoint's folder: ``resume.pt`` after every epoch (a restarted job
-continues from it; removed once the run is complete), and at the end ``checkpoint.pt`` (the backbone's state_dict plus
-metadata: variant, seed, suite, the image backbone and weights whose features it learned
-from, settings, per-epoch history, trainable parameter counts) and ``log.csv``.
+continues from it; removed once the run is complete), ``log.csv`` (the training log shared by
+every loop, :mod:`picat.training_log`; TensorBoard and W&B beside it as configured), and at
+the end ``checkpoint.pt`` (the backbone's state_dict plus metadata: variant, seed, suite, the
+image backbone and weights whose features it learned from, settings, per-epoch history,
+trainable parameter counts) and ``config.json``.
 
 Under torchrun every rank calls :func:`run_pretraining`; rank 0 alone writes files (see
 :mod:`picat.pretrain.distributed` for how the global batch is split).
@@ -11,7 +13,6 @@ Under torchrun every rank calls :func:`run_pretraining`; rank 0 alone writes fil
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -54,7 +55,8 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
                     variant: str, seed: int, settings: dict[str, Any], up_axis: str, suite: str,
                     image_backbone: dict[str, str] | None = None, device: str | torch.device = "auto",
                     stop_after_epochs: int | None = None, log: TextIO = sys.stderr,
-                    ranks: Ranks = SINGLE, amp: str = "fp32") -> Path | None:
+                    ranks: Ranks = SINGLE, amp: str = "fp32",
+                    logging_settings: dict[str, Any] | None = None) -> Path | None:
     """Pre-train one backbone; returns the checkpoint path (None when stopped early).
 
     Args:
@@ -66,6 +68,8 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
         ranks: this process's place in a data-parallel run; ``settings["batch_size"]`` is
             the global batch.
         amp: the suite's precision setting (fp32, bf16 or auto: see :mod:`picat.accelerator`).
+        logging_settings: the ``logging`` block (:class:`picat.training_log.LoggingSettings`;
+            None: ``log.csv`` and TensorBoard, no W&B).
     """
     variant_settings = VariantSettings.of(variant)
     options = dict(settings[backbone_name])
@@ -102,7 +106,7 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
               f"{precision_label(amp, pick_device(device))}{parallel}", file=log, flush=True)
     output = Path(output)
     history = train(model, dataset, train_settings, output.parent, image_encoder=encoder, device=pick_device(device),
-                    stop_after_epochs=stop_after_epochs, log=log, ranks=ranks)
+                    stop_after_epochs=stop_after_epochs, log=log, ranks=ranks, logging_settings=logging_settings)
     if len(history) < settings["epochs"]:
         if ranks.is_main:
             print(f"[pretrain] stopped after epoch {len(history)} of {settings['epochs']}; run again to resume",
@@ -120,13 +124,10 @@ def run_pretraining(shards: Sequence[Path], features: Sequence[Path] | None, out
     }
     payload = backbone_checkpoint(backbone_name, options, variant_settings.normals, up_axis, backbone.cpu(), metadata)
     payload["pretrain_state_dict"] = model.cpu().state_dict()  # heads too, e.g. for the Figure 4 heatmaps
-    # The checkpoint (the rule's output) is renamed into place last, after its log and config.
+    # The checkpoint (the rule's output) is renamed into place last, after its config (log.csv,
+    # the training log, is complete since the last epoch).
     with atomic_path(output) as checkpoint_tmp:
         torch.save(payload, checkpoint_tmp)
-        with atomic_path(output.with_name("log.csv")) as log_tmp, open(log_tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
         write_json_atomically(output.with_name("config.json"), {
             "backbone": backbone_name, "variant": variant, "seed": seed, "suite": suite, "up_axis": up_axis,
             "pretrain": settings, "image_backbone": image_description})
