@@ -1,4 +1,5 @@
-"""Validation of the workflow configuration against workflow/schemas/config.schema.yaml."""
+"""Validation of the workflow configuration against the schema shipped with the package
+(picat/schemas/config.schema.yaml), and the overrides that make an effective config."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml), so that an installed picat validates without this checkout.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 # The suites config.yaml may hold: demo and paper are required, evidence is optional (README "Suites").

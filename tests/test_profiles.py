@@ -246,7 +246,8 @@ def test_main_conda_environment_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     env = yaml.safe_load((REPO / "envs" / "picat.yaml").read_text())
     assert "python=3.11" in env["dependencies"]
-    assert sorted(pip_requirements(REPO / "envs" / "picat.yaml")) == sorted(project["dependencies"])
+    workflow = project["dependencies"] + project["optional-dependencies"]["workflow"]  # the lean install + [workflow]
+    assert sorted(pip_requirements(REPO / "envs" / "picat.yaml")) == sorted(workflow)
 
 
 def test_render_conda_environment_matches_the_render_venv():
