@@ -120,7 +120,9 @@ def test_svm_step_writes_records_for_pretrained_and_random_backbones(datasets, t
 def test_finetuning_learns_an_easy_task_and_selects_on_validation_only():
     train_x, train_y = shapes(10, 64, 0)
     test_x, test_y = shapes(5, 64, 1)
-    settings = FinetuneSettings(epochs=3, batch_size=4, n_points=32, lr=0.01, selection="val", val_fraction=0.2)
+    # 10 epochs (40 steps): with 3 (12 steps) the tiny network sat at chance on some machines,
+    # its BatchNorm running statistics not yet settled for evaluation.
+    settings = FinetuneSettings(epochs=10, batch_size=4, n_points=32, lr=0.01, selection="val", val_fraction=0.2)
 
     def run(test_labels):
         torch.manual_seed(0)
@@ -130,7 +132,7 @@ def test_finetuning_learns_an_easy_task_and_selects_on_validation_only():
 
     result = run(test_y)
     assert result["test"]["overall_accuracy"] >= 80 and result["n_val"] == 4 and result["n_train"] == 16
-    assert [row["epoch"] for row in result["history"]] == [1, 2, 3] and "val_accuracy" in result["history"][0]
+    assert [row["epoch"] for row in result["history"]] == list(range(1, 11)) and "val_accuracy" in result["history"][0]
     # Same seed, flipped test labels: the same epoch is selected (selection never sees test).
     flipped = run(1 - test_y)
     assert flipped["selected_epoch"] == result["selected_epoch"]
