@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from picat.config import SUITES, command_settings, load_config
+from picat.convert.cli import add_command as add_convert
+from picat.fetch.cli import add_command as add_fetch_data
 
 # picat.accelerator.AMP_MODES, spelled out here so that `picat --help` does not import torch
 # (tests/test_precision_loops.py checks that the two agree).
@@ -79,6 +81,8 @@ def _resolve_settings(args: argparse.Namespace) -> None:
     block = config[args.suite]
     if hasattr(args, "amp") and not _given(args.amp):
         args.amp = block["amp"]
+    if getattr(args, "logging", "absent") is None:
+        args.logging = block.get("logging")
     if args.command == "pretrain":
         if not _given(args.up_axis):
             args.up_axis = block["corpus"]["up_axis"]
@@ -170,6 +174,8 @@ def _pretrain_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--image-backbone", json.dumps(args.image_backbone)]
     if args.stop_after_epochs is not None:
         argv += ["--stop-after-epochs", str(args.stop_after_epochs)]
+    if args.logging is not None:
+        argv += ["--logging", json.dumps(args.logging)]
     return argv
 
 
@@ -196,7 +202,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     try:
         run_pretraining([Path(path) for path in args.shards], features, Path(args.out), args.backbone, args.variant,
                         args.seed, args.settings, args.up_axis, args.suite, args.image_backbone, device,
-                        args.stop_after_epochs, ranks=ranks, amp=args.amp)
+                        args.stop_after_epochs, ranks=ranks, amp=args.amp, logging_settings=args.logging)
     finally:
         shutdown_distributed()
 
@@ -267,7 +273,8 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_finetune(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
-                 device=args.device, amp=args.amp, **_backbone_source(args))
+                 device=args.device, amp=args.amp, stop_after_epochs=args.stop_after_epochs,
+                 logging_settings=args.logging, **_backbone_source(args))
 
 
 def _cmd_seg_standins(args: argparse.Namespace) -> None:
@@ -291,7 +298,8 @@ def _cmd_partseg(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_partseg(args.dataset, args.settings, Path(args.out), args.suite, args.seed, device=args.device,
-                amp=args.amp, **_backbone_source(args))
+                amp=args.amp, stop_after_epochs=args.stop_after_epochs, logging_settings=args.logging,
+                **_backbone_source(args))
 
 
 def _cmd_semseg(args: argparse.Namespace) -> None:
@@ -302,7 +310,8 @@ def _cmd_semseg(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_semseg(Path(args.rooms), args.settings, Path(args.out), args.suite, args.seed, device=args.device,
-               amp=args.amp, **_backbone_source(args))
+               amp=args.amp, stop_after_epochs=args.stop_after_epochs, logging_settings=args.logging,
+               **_backbone_source(args))
 
 
 def _cmd_figure4(args: argparse.Namespace) -> None:
@@ -370,6 +379,16 @@ def _add_run_arguments(command: argparse.ArgumentParser, name: str, out_help: st
                          help="forward passes in bf16 autocast, fp32 (default), or auto (bf16 on CUDA, fp32 elsewhere)")
     command.add_argument("--threads", type=int, default=2)
     _add_config_arguments(command, name)
+
+
+def _add_training_arguments(command: argparse.ArgumentParser) -> None:
+    """What every training loop takes: its logging block, and a stop for cluster time limits."""
+    command.add_argument("--logging", type=_json_arg,
+                         help='the suite\'s logging block, as JSON: {"tensorboard": bool, "wandb": {"enabled", '
+                              '"project", "mode", "entity"}} (with --config: the suite\'s; default: log.csv and '
+                              'TensorBoard when installed)')
+    command.add_argument("--stop-after-epochs", type=int,
+                         help="end after this many epochs in total; its resume state stays, and a rerun continues")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -441,12 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--suite", default="")
     command.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     command.add_argument("--threads", type=int, default=2)
-    command.add_argument("--stop-after-epochs", type=int, help="end after this many epochs in total; rerun to resume")
     command.add_argument("--amp", choices=AMP_CHOICES, default=AMP_DEFAULT,
                          help="bf16 autocast, fp32 (default), or auto (GPU: bf16)")
     command.add_argument("--nproc", type=int, default=1,
                          help="data-parallel processes on this node (the job's GPUs); above 1 the command re-executes "
                               "itself under torchrun (--standalone); 0 or 1: one process. Ignored inside torchrun")
+    _add_training_arguments(command)
     _add_config_arguments(command, "pretrain")
     command.set_defaults(run=_cmd_pretrain)
 
@@ -473,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "--dataset and --checkpoint/--random; --amp is then the file's")
         _add_run_arguments(command, name, "the result records (JSON list, one per shot count) to write"
                            if name == "fewshot" else "the result record (JSON) to write")
+        if name == "finetune":
+            _add_training_arguments(command)
         command.set_defaults(run=run)
 
     command = commands.add_parser("features", help="a frozen backbone's global features of a benchmark's train and "
@@ -507,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--rooms", required=True, help="folder of converted Area_<k>_<room>.npy rooms")
         _add_run_arguments(command, name, "the result records (JSON list) to write")
+        _add_training_arguments(command)
         command.set_defaults(run=_cmd_partseg if name == "partseg" else _cmd_semseg)
 
     command = commands.add_parser("figure4", help="Figure 4: local 2D-3D correspondence heatmaps of a checkpoint")
@@ -556,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override one config key first (e.g. demo.pretrain.epochs=2; YAML value); repeatable")
     command.add_argument("--print", action="store_true", help="print the effective config (YAML)")
     command.set_defaults(run=_cmd_check_config)
+
+    # Utilities around the workflow (their modules import torch and tqdm only when run).
+    add_convert(commands)
+    add_fetch_data(commands)
     return parser
 
 

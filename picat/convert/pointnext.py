@@ -43,7 +43,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from picat.convert.layout import Layout, TensorPair, check_known, module_pairs
-from picat.models.pointnext import GroupAll, InvResMLP, PointNeXtConfig, SetAbstraction, _Stem
+from picat.models.pointnext import GroupAll, InvResMLP, PointNeXtConfig, SetAbstraction, Stem
 
 ENCODER_PREFIX = "encoder."  # BaseCls.encoder, around PointNextEncoder.encoder
 HEAD_PREFIX = "prediction."  # BaseCls.prediction, the classification head
@@ -167,7 +167,7 @@ class OpenPointsPointNeXtLayout(Layout):
         for s, stage in enumerate(model.stages):
             for b, block in enumerate(stage):
                 picat, outside = f"stages.{s}.{b}", f"encoder.{s}.{b}"
-                if isinstance(block, _Stem):
+                if isinstance(block, Stem):
                     pairs += module_pairs(model, f"{picat}.linear", (f"{outside}.convs.0.0",), unit_dims=1)
                 elif isinstance(block, SetAbstraction):
                     pairs += _grouped_pairs(model, f"{picat}.mlp", f"{outside}.convs", model.config.sa_layers, 2)

@@ -15,7 +15,8 @@ See docs/fetch-data.md.
 
 from __future__ import annotations
 
-from picat.fetch.dataset import FetchResult, fetch_dataset
+from typing import Any
+
 from picat.fetch.errors import (
     ChecksumError,
     DownloadError,
@@ -28,3 +29,13 @@ from picat.fetch.sources import SOURCES, Source, get_source
 
 __all__ = ["SOURCES", "Source", "get_source", "FetchResult", "fetch_dataset", "FetchError", "DownloadError",
            "ChecksumError", "UnverifiedArchiveError", "ExtractError", "LayoutError"]
+
+
+def __getattr__(name: str) -> Any:
+    """The download steps on first use: they need tqdm (the [workflow] extra), and `picat --help`
+    (which registers fetch-data) must work from the lean install."""
+    if name in ("FetchResult", "fetch_dataset"):
+        from picat.fetch import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module 'picat.fetch' has no attribute {name!r}")

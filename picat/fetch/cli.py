@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 from picat.fetch import sources
-from picat.fetch.dataset import fetch_dataset
 from picat.fetch.errors import FetchError
 from picat.fetch.sources import Source
 
@@ -60,6 +59,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.sha256 and args.accept_unverified:
         raise FetchError("give either --sha256 or --accept-unverified, not both")
+    from picat.fetch.dataset import fetch_dataset  # needs tqdm: imported on use, not by `picat --help`
+
     fetch_dataset(source, Path(args.root), sha256=args.sha256, accept_unverified=args.accept_unverified,
                   urls=args.url, keep_archive=args.keep_archive, progress=not args.quiet)
 

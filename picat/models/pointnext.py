@@ -230,7 +230,7 @@ class _GroupedMLP(nn.Module):
         return h.reshape(*shape[:-1], h.shape[-1])
 
 
-class _Stem(nn.Module):
+class Stem(nn.Module):
     """Stage 0: a per-point linear embedding (with bias, no norm, no activation)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -337,7 +337,7 @@ class PointNeXtEncoder(nn.Module):
         for i, stride in enumerate(config.strides):
             out_channels = channels[i]
             if i == 0:
-                first: nn.Module = _Stem(in_channels, out_channels)
+                first: nn.Module = Stem(in_channels, out_channels)
             elif i == len(config.strides) - 1 and config.group_all:
                 first = GroupAll(in_channels, out_channels, config.sa_layers)
             else:

@@ -152,7 +152,8 @@ rule finetune:
         settings=lambda w: as_json(run_settings(w.suite, "finetune", listing=("benchmarks", "seeds"))),
         backbone=source_arguments("pointnext"),
         amp=lambda w: config[w.suite]["amp"],
+        logging=lambda w: as_json(config[w.suite].get("logging", {})),
     shell:
         "python -m picat finetune --benchmark {wildcards.benchmark} --dataset {params.dataset} --settings {params.settings} "
         "{params.backbone} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
-        "--amp {params.amp} --threads {threads} > {log:q} 2>&1"
+        "--amp {params.amp} --logging {params.logging} --threads {threads} > {log:q} 2>&1"

@@ -55,11 +55,14 @@ rule pretrain_run:
         settings=lambda w: as_json(pretrain_run_settings(config[w.suite]["pretrain"], w.backbone)),
         up_axis=lambda w: config[w.suite]["corpus"]["up_axis"],
         amp=lambda w: config[w.suite]["amp"],
+        # Turning W&B on changes this param, so Snakemake would rerun finished runs; README
+        # "Training logs" gives the --rerun-triggers that avoids it.
+        logging=lambda w: as_json(config[w.suite].get("logging", {})),
     shell:
         "python -m picat pretrain --shards {input.shards:q} --features {input.features:q} --out {output.checkpoint:q} "
         "--backbone {wildcards.backbone} --variant {wildcards.variant} --seed {wildcards.seed} "
         "--settings {params.settings} --up-axis {params.up_axis} --suite {wildcards.suite} "
-        "--amp {params.amp} --threads {threads} --nproc {resources.gpu} > {log:q} 2>&1"
+        "--amp {params.amp} --logging {params.logging} --threads {threads} --nproc {resources.gpu} > {log:q} 2>&1"
 
 
 # Target: every pre-training run of the selected suite (`snakemake --cores 2 pretrain`).

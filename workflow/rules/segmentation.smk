@@ -66,10 +66,11 @@ rule partseg:
         settings=lambda w: as_json(run_settings(w.suite, "partseg")),
         backbone=source_arguments("dgcnn"),
         amp=lambda w: config[w.suite]["amp"],
+        logging=lambda w: as_json(config[w.suite].get("logging", {})),
     shell:
         "python -m picat partseg --dataset {params.dataset} --settings {params.settings} {params.backbone} "
-        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --amp {params.amp} --threads {threads} "
-        "> {log:q} 2>&1"
+        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --amp {params.amp} "
+        "--logging {params.logging} --threads {threads} > {log:q} 2>&1"
 
 
 rule semseg:
@@ -95,7 +96,8 @@ rule semseg:
         settings=lambda w: as_json(run_settings(w.suite, "semseg")),
         backbone=source_arguments("pointnext"),
         amp=lambda w: config[w.suite]["amp"],
+        logging=lambda w: as_json(config[w.suite].get("logging", {})),
     shell:
         "python -m picat semseg --rooms {input.rooms:q} --settings {params.settings} {params.backbone} "
-        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --amp {params.amp} --threads {threads} "
-        "> {log:q} 2>&1"
+        "--seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} --amp {params.amp} "
+        "--logging {params.logging} --threads {threads} > {log:q} 2>&1"
