@@ -22,7 +22,8 @@ from test_dgcnn import randomise
 from torch import Tensor, nn
 
 import picat
-from picat.convert.cli import FORMAT_NAMES, add_command
+from picat.cli import build_parser, main
+from picat.convert.cli import FORMAT_NAMES
 from picat.convert.files import export_checkpoint, import_checkpoint
 from picat.convert.formats import FORMATS
 from picat.models.dgcnn import DGCNN, DGCNNConfig
@@ -557,9 +558,15 @@ def test_export_refuses_another_backbone(tmp_path: Path) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="picat")
-    add_command(root.add_subparsers(dest="command", required=True))
-    return root
+    """The `picat` command's own parser, so that these tests cover its wiring too."""
+    return build_parser()
+
+
+def test_picat_main_reports_a_bad_file_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["convert", str(tmp_path / "absent.t7"), str(tmp_path / "out.pt"), "--from", "crosspoint"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("picat convert: error:") and "absent.t7" in error and "\n" not in error
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_cli_end_to_end(official: OfficialStyleDGCNN, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -7,7 +7,6 @@ sources table is pointed at it. A fetched dataset is read back with the picat re
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from picat.cli import build_parser, main
 from picat.datasets import (
     FORMATS,
     PART_FORMATS,
@@ -43,7 +43,6 @@ from picat.fetch import (
     UnverifiedArchiveError,
     fetch_dataset,
 )
-from picat.fetch.cli import add_command
 from picat.fetch.download import part_path
 
 # --------------------------------------------------------------------------- local HTTP server
@@ -253,11 +252,15 @@ def _serve(monkeypatch: pytest.MonkeyPatch, server: tuple[str, _State], name: st
 
 
 def _cli(argv: list[str]) -> None:
-    """Run ``picat fetch-data`` through the subparser that :func:`add_command` adds."""
-    parser = argparse.ArgumentParser(prog="picat")
-    add_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["fetch-data", *argv])
+    """Run ``picat fetch-data`` through the `picat` command's own parser (its wiring included)."""
+    args = build_parser().parse_args(["fetch-data", *argv])
     args.run(args)
+
+
+def test_picat_main_reports_conflicting_flags_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    assert main(["fetch-data", "modelnet40_resampled", "--sha256", "0" * 64, "--accept-unverified"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("picat fetch-data: error:") and "--accept-unverified" in error and "\n" not in error
 
 
 def _fetch(name: str, root: Path, **options: object):
