@@ -262,7 +262,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     run_features(args.benchmark, args.dataset, args.settings, Path(args.out), args.suite, args.seed,
-                 device=args.device, amp=args.amp, **_backbone_source(args))
+                 device=args.device, amp=args.amp, imported=args.imported, **_backbone_source(args))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
@@ -503,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "the suite's downstream.datasets entry)")
     _add_run_arguments(command, "features", "the features file (.npz) to write",
                        '{"n_points", "batch_size"}, the keys downstream.svm and downstream.fewshot share, as JSON')
+    command.add_argument("--imported", metavar="NAME", help="--checkpoint is an outside one (picat convert), scored "
+                                                            "as init 'imported' NAME (the suite's imported.NAME)")
     command.set_defaults(run=_cmd_features)
 
     command = commands.add_parser("seg-standins", help="write the demo suite's part-segmentation and room stand-ins")

@@ -60,6 +60,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                 f"sphere from camera_distance {render['camera_distance']} (needs at least {needed:.1f})"
             )
         _check_runs_exist(config[suite], suite)
+        _check_imported(config[suite], suite)
         downstream = config[suite]["downstream"]
         _check_shared_feature_settings(downstream, suite)
         for block, dataset in (("partseg", "shapenetpart"), ("semseg", "s3dis")):
@@ -84,6 +85,32 @@ def _check_shared_feature_settings(downstream: dict[str, Any], suite: str) -> No
             raise ConfigError(f"invalid config key '{suite}.downstream.fewshot.{key}': {fewshot} differs from "
                               f"'{suite}.downstream.svm.{key}' ({svm}); both protocols fit on one extraction of the "
                               "frozen features (results/frozen_features), so set them equal")
+
+
+def imported_checkpoints(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A suite's imported checkpoints, name -> spec (``imported:`` empty or absent: none)."""
+    return dict(settings.get("imported") or {})
+
+
+def imported_protocols(settings: dict[str, Any], name: str) -> list[str]:
+    """The frozen-feature protocols that score import ``name``: its ``protocols``, or by default
+    the svm protocol when it scores this backbone (``downstream.svm.backbone``: Tables 1 and 3
+    are of that backbone) and the few-shot probe (its table has a row per backbone)."""
+    spec = imported_checkpoints(settings)[name]
+    if "protocols" in spec:
+        return list(spec["protocols"])
+    svm = settings["downstream"]["svm"]["backbone"] == spec["backbone"]
+    return (["svm"] if svm else []) + ["fewshot"]
+
+
+def _check_imported(settings: dict[str, Any], suite: str) -> None:
+    """An import's svm runs would be compared with nothing unless the svm protocol scores its backbone."""
+    svm_backbone = settings["downstream"]["svm"]["backbone"]
+    for name, spec in imported_checkpoints(settings).items():
+        if "svm" in imported_protocols(settings, name) and spec["backbone"] != svm_backbone:
+            raise ConfigError(f"invalid config key '{suite}.imported.{name}.protocols': 'svm' scores "
+                              f"{suite}.downstream.svm.backbone ({svm_backbone}), but this import is a "
+                              f"{spec['backbone']}; leave svm out (the few-shot probe scores either backbone)")
 
 
 # Which pre-training backbone each checkpoint-consuming block starts from.

@@ -45,7 +45,12 @@ PROTOCOLS = tuple(PROTOCOL_BENCHMARKS)
 BENCHMARKS = tuple(dict.fromkeys(b for benchmarks in PROTOCOL_BENCHMARKS.values() for b in benchmarks))
 BACKBONES = ("dgcnn", "pointnext")
 VARIANTS = ("full", "no_local", "no_global", "no_pose", "normals")
-INITS = ("pic@point", "random", "scratch")
+# "imported": a backbone from an outside checkpoint (``picat convert ... --from FORMAT``, scored
+# beside Pic@Point's under the same protocol); its record's ``variant`` is the import's name
+# (the config key under ``<suite>.imported``), so that each import groups and prints as its own row.
+INITS = ("pic@point", "random", "scratch", "imported")
+# An import's name: it becomes part of result paths (``<backbone>_imported-<name>``) and table labels.
+IMPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 METRICS = tuple(dict.fromkeys(m for metrics in PROTOCOL_METRICS.values() for m in metrics))
 SUITES = ("demo", "evidence", "paper")
 
@@ -129,8 +134,9 @@ def _validate_types(path: Path, record: dict[str, Any], index: int | None = None
 
 def _validate_consistency(path: Path, record: dict[str, Any], index: int | None = None) -> None:
     """Check the combinations the format allows: each protocol has its own benchmarks and
-    metrics, a pre-trained run names its variant, a baseline does not, and each baseline
-    belongs to its kind of protocol (random init: linear SVM; scratch: the training protocols)."""
+    metrics, a pre-trained run names its variant, an imported run its import's name, a baseline
+    neither, and each baseline belongs to its kind of protocol (random init: the protocols on
+    frozen features; scratch: the training protocols). An imported run may be of any protocol."""
     init, variant, protocol = record["init"], record["variant"], record["protocol"]
     benchmark, metric = record["benchmark"], record["metric"]
     if benchmark not in PROTOCOL_BENCHMARKS[protocol]:
@@ -143,6 +149,9 @@ def _validate_consistency(path: Path, record: dict[str, Any], index: int | None 
                     f"(expected one of {expected})", index)
     if init == "pic@point" and variant is None:
         raise record_error(path, "variant", "is null, but a pic@point run must name its pre-training variant", index)
+    if init == "imported" and (not isinstance(variant, str) or IMPORT_NAME.fullmatch(variant) is None):
+        raise record_error(path, "variant", f"is {variant!r}, but an 'imported' run names its import there (letters, "
+                    "digits, '_' and '-', at most 64, starting with a letter or digit)", index)
     if init in ("random", "scratch") and variant is not None:
         raise record_error(path, "variant", f"is {variant!r}, but a {init!r} run has no pre-training variant "
                     "(expected null)", index)
@@ -173,8 +182,9 @@ def validate_record(path: Path, record: Any, index: int | None = None) -> dict[s
     _require_choice(path, record, "protocol", PROTOCOLS, index=index)
     _require_choice(path, record, "benchmark", BENCHMARKS, index=index)
     _require_choice(path, record, "backbone", BACKBONES, index=index)
-    _require_choice(path, record, "variant", VARIANTS, nullable=True, index=index)
     _require_choice(path, record, "init", INITS, index=index)
+    if record["init"] != "imported":  # an imported run's variant is its import's name (_validate_consistency)
+        _require_choice(path, record, "variant", VARIANTS, nullable=True, index=index)
     metric = record["metric"]
     if metric not in METRICS and (not isinstance(metric, str) or fewshot_shots(metric) is None):
         raise record_error(path, "metric", f"{metric!r} is not one of {', '.join(METRICS)}, "

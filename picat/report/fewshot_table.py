@@ -23,7 +23,7 @@ import pandas as pd
 
 from picat.atomic import atomic_path
 from picat.downstream.records import CLASSIFICATION_BENCHMARKS, VARIANTS, fewshot_shots
-from picat.report.paper_tables import BACKBONE_LABELS, LONG_COLUMNS
+from picat.report.paper_tables import BACKBONE_LABELS, LONG_COLUMNS, imported_method_name, measured_source
 
 TABLE = "fewshot"
 NOTE = ("picat only, not in the paper: test overall accuracy (%) of a linear SVM on frozen features with k "
@@ -34,7 +34,16 @@ WIDE_KEYS = ["benchmark", "backbone", "variant", "init", "method"]
 
 def _method(backbone: str, variant: str, init: str) -> str:
     label = BACKBONE_LABELS.get(backbone, backbone)
+    if init == "imported":
+        return imported_method_name(backbone, variant)
     return f"{label} random init (picat)" if init == "random" else f"{label}+Pic@Point {variant} (picat)"
+
+
+def _source_order(init: str, variant: str) -> tuple[int, str]:
+    """Pic@Point's variants in :data:`VARIANTS` order, then imports by name, then random init last."""
+    if init == "pic@point":
+        return VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS), ""
+    return (len(VARIANTS) + 1, variant) if init == "imported" else (len(VARIANTS) + 2, "")
 
 
 def _shot_order(shots: int | str) -> float:
@@ -55,8 +64,8 @@ def fewshot_long_rows(summary: pd.DataFrame) -> pd.DataFrame:
             ``fewshot`` rows are used).
 
     Rows are ordered by benchmark, backbone, pre-trained variants (config order of
-    :data:`VARIANTS`) then random init, and shot count (``all`` last). Empty when there are
-    no few-shot results.
+    :data:`VARIANTS`), imported checkpoints (by name; init ``imported``, labelled as such) then
+    random init, and shot count (``all`` last). Empty when there are no few-shot results.
     """
     measured = summary[summary["protocol"] == TABLE]
     rows = []
@@ -64,17 +73,17 @@ def fewshot_long_rows(summary: pd.DataFrame) -> pd.DataFrame:
         shots = fewshot_shots(record.metric)
         if shots is None:
             raise ValueError(f"few-shot results carry metric {record.metric!r}, which names no shot count")
-        pretrained = record.init == "pic@point"
+        pretrained = record.init in ("pic@point", "imported")  # random init never saw image features
         rows.append({
             "table": TABLE, "benchmark": record.benchmark,
             "method": _method(record.backbone, record.variant, record.init), "backbone": record.backbone,
             "variant": record.variant, "init": record.init, "metric": record.metric, "value": record.mean,
             "std": record.std, "n_runs": record.n_runs, "paper_value": math.nan, "suite": record.suite,
             "image_weights": record.image_backbone if pretrained else "", "params_m": math.nan,
-            "source": f"picat only ({record.suite} suite); not in the paper",
+            "source": measured_source(record.suite, record.init, record.variant, None, who="picat only"),
             "_order": (CLASSIFICATION_BENCHMARKS.index(record.benchmark) if record.benchmark in
                        CLASSIFICATION_BENCHMARKS else len(CLASSIFICATION_BENCHMARKS), record.backbone,
-                       VARIANTS.index(record.variant) if pretrained else len(VARIANTS), _shot_order(shots)),
+                       *_source_order(record.init, record.variant), _shot_order(shots)),
         })
     rows.sort(key=lambda row: row["_order"])
     long = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "_order"]).drop(columns="_order")

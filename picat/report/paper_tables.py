@@ -8,6 +8,12 @@ Two artefacts:
 * the *wide*, paper-shaped tables (``results/tables/tableN.csv``): Tables 1-2 (a column group
   per benchmark), Table 3 (the ablation), Tables 4-5 (segmentation: a column group per metric).
 
+Runs of an imported outside checkpoint (init ``imported``, the import's name as ``variant``:
+``<suite>.imported`` in config.yaml) are rows of their own in the methods-style tables of their
+protocol and backbone, labelled ``<backbone> imported: <name> (picat)``, with no paper value:
+they are never averaged with Pic@Point's runs, nor matched with a paper row (the paper's own
+CrossPoint row stays a row of its own beside a measured import of CrossPoint's weights).
+
 Which measured runs go into which table is data (:data:`TABLE_SPECS`), and the paper's numbers
 are data (``paper_tables.csv``), so adding a table means adding its spec, its paper rows, and
 its benchmarks/metrics to :mod:`picat.report.results`.
@@ -115,6 +121,21 @@ def is_paper_own_row(method: str) -> bool:
     return "Pic@Point" in method or "(reproduce)" in method
 
 
+def imported_method_name(backbone: str, name: str) -> str:
+    """The method label of an imported checkpoint's runs, e.g. ``DGCNN imported: crosspoint (picat)``."""
+    return f"{BACKBONE_LABELS.get(backbone, backbone)} imported: {name} (picat)"
+
+
+def measured_source(suite: str, init: str, variant: str, paper_source: str | None, who: str = "picat") -> str:
+    """The long table's ``source`` cell of a measured row: who measured it (``who``: "picat
+    only" for a picat-only table) and what it is, or the paper row it is compared with."""
+    if init == "imported":
+        return f"{who} ({suite} suite); imported checkpoint {variant!r}, not a Pic@Point run; not in the paper"
+    if paper_source is not None:
+        return f"{who} ({suite} suite); paper_value from {paper_source}"
+    return f"{who} ({suite} suite); not in the paper"
+
+
 def _method_name(spec: TableSpec, backbone: str, variant: str, init: str) -> str:
     """A readable method name for a measured configuration, e.g. ``DGCNN+Pic@Point (picat)``."""
     label = BACKBONE_LABELS.get(backbone, backbone)
@@ -122,6 +143,8 @@ def _method_name(spec: TableSpec, backbone: str, variant: str, init: str) -> str
         return f"{label} random init (picat)"
     if init == "scratch":
         return f"{label} scratch (picat)"
+    if init == "imported":
+        return imported_method_name(backbone, variant)
     if spec.style == "ablation":
         return f"Pic@Point {variant} (picat)"
     suffix = {"full": "", "normals": " w/ normals"}.get(variant, f" {variant}")
@@ -136,7 +159,9 @@ def _select_measured(spec: TableSpec, summary: pd.DataFrame) -> pd.DataFrame:
     if spec.variants is not None:
         pretrained &= summary["variant"].isin(spec.variants)
     baseline = summary["init"] == spec.baseline_init
-    return summary[base & (pretrained | baseline)]
+    # Imports are methods beside Pic@Point's, not rows of an ablation of its components.
+    imported = (summary["init"] == "imported") & (spec.style == "methods")
+    return summary[base & (pretrained | baseline | imported)]
 
 
 def _measured_rows(spec: TableSpec, measured: pd.DataFrame, own: pd.DataFrame) -> tuple[list[dict], set[int]]:
@@ -154,7 +179,9 @@ def _measured_rows(spec: TableSpec, measured: pd.DataFrame, own: pd.DataFrame) -
         paper_row = hits.iloc[0] if len(hits) else None
         if paper_row is not None:
             matched.add(paper_row.name)
-        pretrained = record.init == "pic@point"
+        # A random/scratch backbone never saw image features, whatever its file says; an
+        # imported one says what its checkpoint recorded (nothing, for a converted one).
+        pretrained = record.init in ("pic@point", "imported")
         rows.append({
             "table": spec.name, "benchmark": record.benchmark,
             "method": _method_name(spec, record.backbone, record.variant, record.init),
@@ -162,11 +189,10 @@ def _measured_rows(spec: TableSpec, measured: pd.DataFrame, own: pd.DataFrame) -
             "metric": record.metric, "value": record.mean, "std": record.std, "n_runs": record.n_runs,
             "paper_value": paper_row["paper_value"] if paper_row is not None else math.nan,
             "suite": record.suite,
-            # A random/scratch backbone never saw image features, whatever its file says.
             "image_weights": record.image_backbone if pretrained else "",
             "params_m": paper_row["params_m"] if paper_row is not None else math.nan,
-            "source": (f"picat ({record.suite} suite); paper_value from {paper_row['source']}"
-                       if paper_row is not None else f"picat ({record.suite} suite); not in the paper"),
+            "source": measured_source(record.suite, record.init, record.variant,
+                                      None if paper_row is None else paper_row["source"]),
             "_order": paper_row.name if paper_row is not None else math.inf,
         })
     return rows, matched

@@ -14,7 +14,8 @@ an uncompressed ``np.savez`` archive readable with ``allow_pickle=False``:
     class_names (n_classes,) str    metadata () str: a JSON object, :data:`METADATA_KEYS`
 
 The metadata says where the features came from (the checkpoint path or the random-init spec,
-the backbone's init, variant, image weights and pre-training size: what the records carry),
+the backbone's init, variant, image weights and pre-training size: what the records carry;
+for an outside checkpoint, init "imported" and the import's name as its variant),
 how they were extracted (``n_points``, ``batch_size``, precision, device) and from which files
 (``train_source``, ``test_source``). A protocol reading the file checks that it is the run it
 was asked for (:func:`read_features`): benchmark, suite, seed, ``n_points`` and ``batch_size``.
@@ -37,7 +38,7 @@ from picat.atomic import atomic_path
 from picat.datasets import read_classification
 from picat.devices import pick_device
 from picat.downstream.backbones import backbone_source, image_weights_label, trainable_pretrain_params
-from picat.downstream.records import json_safe
+from picat.downstream.records import IMPORT_NAME, json_safe
 from picat.downstream.settings import settings_from_block
 from picat.downstream.svm import extract_features
 
@@ -90,10 +91,47 @@ class FrozenFeatures:
     metadata: dict[str, Any]
 
 
+def source_identity(init: str, variant: str | None, metadata: dict[str, Any] | None, checkpoint: Path | None,
+                    imported: str | None) -> tuple[str, str | None]:
+    """The (init, variant) a frozen-feature run records for its backbone source.
+
+    ``imported`` (the workflow passes the config key under ``<suite>.imported``) marks the
+    checkpoint as an outside one: init "imported", variant = that name. Without it, a checkpoint
+    that ``picat convert`` wrote (``metadata["converted_from"]``) is imported too, named by its
+    format (``crosspoint``), so that it is never recorded as a Pic@Point run (it has no
+    pre-training variant). Any other source keeps what
+    :func:`picat.downstream.backbones.backbone_source` said.
+
+    Raises:
+        ValueError: ``imported`` with a random init, or a name :data:`IMPORT_NAME` refuses.
+    """
+    if imported is not None:
+        if checkpoint is None:
+            raise ValueError(f"imported {imported!r}: an import names an outside checkpoint, not a random init")
+        if IMPORT_NAME.fullmatch(imported) is None:
+            raise ValueError(f"imported {imported!r}: an import's name has letters, digits, '_' and '-' (at most 64, "
+                             "starting with a letter or digit)")
+        return "imported", imported
+    converted = (metadata or {}).get("converted_from")
+    if converted:
+        return "imported", str(converted.get("format") or "outside")
+    return init, variant
+
+
+def imported_provenance(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """An imported run's provenance for its records' details (None for any other source):
+    the import's name, the checkpoint read, and the outside format and file it was converted from."""
+    if metadata["init"] != "imported":
+        return None
+    converted = (metadata.get("backbone_metadata") or {}).get("converted_from") or {}
+    return {"name": metadata["variant"], "checkpoint": metadata["checkpoint"], "format": converted.get("format"),
+            "file": converted.get("file")}
+
+
 def extract_frozen_features(benchmark: str, dataset: dict[str, Any], settings: FeatureSettings, suite: str,
                             seed: int, checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None,
                             device: str = "auto", log: TextIO = sys.stderr, amp: str = "fp32",
-                            tag: str = "features") -> FrozenFeatures:
+                            tag: str = "features", imported: str | None = None) -> FrozenFeatures:
     """Read both splits of ``dataset`` and extract the frozen backbone's global features of each.
 
     Args:
@@ -102,12 +140,14 @@ def extract_frozen_features(benchmark: str, dataset: dict[str, Any], settings: F
         checkpoint, random_spec: exactly one (:func:`picat.downstream.backbones.backbone_source`).
         amp: the forward passes' precision ("fp32", "bf16", "auto").
         tag: the log lines' prefix (the protocol extracting for itself, or "features").
+        imported: the name of the outside checkpoint ``checkpoint`` is (:func:`source_identity`).
 
     Raises:
         ValueError: the two splits name different classes, or the backbone's input does not fit the clouds.
     """
     started = time.time()
     backbone, init, variant, metadata = backbone_source(checkpoint, random_spec, seed, baseline="random")
+    init, variant = source_identity(init, variant, metadata, checkpoint, imported)
     train, test = read_classification(dataset, "train"), read_classification(dataset, "test")
     if train.class_names != test.class_names:
         raise ValueError(f"{benchmark}: train and test splits name different classes")
@@ -218,7 +258,8 @@ def read_features(path: Path, *, benchmark: str | None = None, suite: str | None
 
 def frozen_features_for(tag: str, benchmark: str, dataset: dict[str, Any] | None, settings: FeatureSettings,
                         suite: str, seed: int, checkpoint: Path | None, random_spec: dict[str, Any] | None,
-                        features: Path | None, device: str, log: TextIO, amp: str) -> FrozenFeatures:
+                        features: Path | None, device: str, log: TextIO, amp: str,
+                        imported: str | None = None) -> FrozenFeatures:
     """A protocol's frozen features: read from ``features`` (checked against the run), else extracted.
 
     Raises:
@@ -229,8 +270,8 @@ def frozen_features_for(tag: str, benchmark: str, dataset: dict[str, Any] | None
         if dataset is None:
             raise ValueError(f"{tag}: give a features file, or a dataset spec with a checkpoint or random init")
         return extract_frozen_features(benchmark, dataset, settings, suite, seed, checkpoint, random_spec, device,
-                                       log, amp, tag=tag)
-    if checkpoint is not None or random_spec is not None:
+                                       log, amp, tag=tag, imported=imported)
+    if checkpoint is not None or random_spec is not None or imported is not None:
         raise ValueError(f"{tag}: give a features file or a backbone source (--checkpoint/--random), not both: "
                          "the features file names the backbone it came from")
     frozen = read_features(Path(features), benchmark=benchmark, suite=suite, seed=seed, settings=settings)
@@ -244,14 +285,16 @@ def frozen_features_for(tag: str, benchmark: str, dataset: dict[str, Any] | None
 
 def run_features(benchmark: str, dataset: dict[str, Any], settings: dict[str, Any], output: Path, suite: str,
                  seed: int, checkpoint: Path | None = None, random_spec: dict[str, Any] | None = None,
-                 device: str = "auto", log: TextIO = sys.stderr, amp: str = "fp32") -> FrozenFeatures:
+                 device: str = "auto", log: TextIO = sys.stderr, amp: str = "fp32",
+                 imported: str | None = None) -> FrozenFeatures:
     """Extract one run's frozen features (:func:`extract_frozen_features`) and write them to ``output``.
 
     Args:
         settings: ``{"n_points", "batch_size"}`` (:class:`FeatureSettings`; missing keys take the defaults).
+        imported: the name under which ``checkpoint``, an outside one, is scored (:func:`source_identity`).
     """
     features = extract_frozen_features(benchmark, dataset, FeatureSettings.of(settings), suite, seed, checkpoint,
-                                       random_spec, device, log, amp)
+                                       random_spec, device, log, amp, imported=imported)
     write_features(features, output)
     meta = features.metadata
     print(f"[features] {benchmark}: wrote {output} ({meta['n_train']} + {meta['n_test']} x {meta['feature_dim']}, "

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 from picat.config import (
     SHARED_FEATURE_KEYS,
     ConfigError,
+    imported_checkpoints,
+    imported_protocols,
     merge_command_line_config,
     pretrain_run_settings,
     pretrain_runs,
@@ -95,6 +97,61 @@ def check_real_datasets() -> None:
 
 
 check_real_datasets()
+
+
+# Imported checkpoints (`<suite>.imported`): outside backbones converted with `picat convert ...
+# --from FORMAT`, scored beside Pic@Point's by the frozen-feature protocols. Their runs' source is
+# "imported-<name>" in every path (never a pre-training variant's name), and their records say
+# init "imported", variant <name>.
+IMPORTED_PREFIX = "imported-"
+IMPORTED_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"  # the schema's name pattern (it also caps the length)
+IMPORTED_SOURCE = f"{IMPORTED_PREFIX}{IMPORTED_NAME}"
+# The sources of a frozen-feature run: random init, a pre-training variant, or an import.
+FROZEN_SOURCES = f"random|full|no_local|no_global|no_pose|normals|{IMPORTED_SOURCE}"
+
+
+def imported_seeds(suite: str, name: str) -> list[int]:
+    """The seeds of an import's runs: one set of weights, so by default one run (seed 0)."""
+    return list(imported_checkpoints(config[suite])[name].get("seeds", [0]))
+
+
+def imported_benchmarks(suite: str, name: str) -> list[str]:
+    """The benchmarks an import is scored on: those of the protocols it runs (svm, fewshot)."""
+    downstream = config[suite]["downstream"]
+    protocols = imported_protocols(config[suite], name)
+    benchmarks = list(downstream["svm"]["benchmarks"]) if "svm" in protocols else []
+    benchmarks += downstream["fewshot"]["benchmarks"] if "fewshot" in protocols else []
+    return list(dict.fromkeys(benchmarks))
+
+
+def check_imported_checkpoints() -> None:
+    """Before any job runs: each import of the selected suite names a readable picat checkpoint
+    of the configured backbone, whose input (xyz, or xyz + normals) its benchmarks provide."""
+    imports = imported_checkpoints(SETTINGS)
+    if not imports:
+        return  # no torch import for the suites that import nothing
+    from picat.models.factory import read_checkpoint
+
+    for name, spec in imports.items():
+        key, path = f"{SUITE}.imported.{name}", Path(spec["checkpoint"])
+        if not path.is_file():
+            raise WorkflowError(f"config key '{key}.checkpoint': the checkpoint file {str(path)!r} does not exist "
+                                f"(write it with `picat convert OUTSIDE_FILE {path} --from FORMAT`, docs/convert.md)")
+        try:
+            payload = read_checkpoint(path)
+        except Exception as error:  # torch.load raises many types for a file that is no checkpoint
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise WorkflowError(f"config key '{key}.checkpoint': {first}; an outside checkpoint is scored once "
+                                "converted: `picat convert IN OUT --from FORMAT` (docs/convert.md)") from None
+        if payload["backbone"] != spec["backbone"]:
+            raise WorkflowError(f"config key '{key}.backbone': {spec['backbone']!r}, but the checkpoint "
+                                f"{str(path)!r} holds a {payload['backbone']!r} backbone")
+        if payload.get("normals"):
+            lacking = [b for b in imported_benchmarks(SUITE, name) if not dataset_spec(SUITE, b).get("normals")]
+            if lacking:
+                raise WorkflowError(f"config key '{key}': the checkpoint {str(path)!r} reads xyz + normals, but "
+                                    f"{', '.join(f'{SUITE}.downstream.datasets.{b}' for b in lacking)} give no "
+                                    "normals (set normals: true there, or score it with protocols that read them)")
 
 
 # --- shards ---------------------------------------------------------------------------------
@@ -222,6 +279,18 @@ def source_arguments(backbone: str):
     return arguments
 
 
+def imported_targets(suite: str, protocol: str, benchmarks) -> list[str]:
+    """The runs of ``protocol`` on ``benchmarks`` of every import that it scores, seed by seed."""
+    imports = imported_checkpoints(config[suite])
+    return [
+        f"results/downstream/{suite}/{protocol}/{benchmark}/{imports[name]['backbone']}_{IMPORTED_PREFIX}{name}/"
+        f"seed{seed}.json"
+        for name in imports if protocol in imported_protocols(config[suite], name)
+        for benchmark in benchmarks
+        for seed in imported_seeds(suite, name)
+    ]
+
+
 def svm_targets(suite: str) -> list[str]:
     svm = config[suite]["downstream"]["svm"]
     return [
@@ -229,7 +298,7 @@ def svm_targets(suite: str) -> list[str]:
         for benchmark, variants in svm["benchmarks"].items()
         for seed in config[suite]["pretrain"]["seeds"]
         for source in ["random", *variants]
-    ]
+    ] + imported_targets(suite, "svm", svm["benchmarks"])
 
 
 def finetune_targets(suite: str) -> list[str]:
@@ -276,12 +345,13 @@ def fewshot_targets(suite: str) -> list[str]:
     pretrain = config[suite]["pretrain"]
     sources = [(backbone, variant, seed) for backbone, variant, seed in pretrain_runs(pretrain)]
     sources += [(backbone, "random", seed) for backbone in pretrain["runs"] for seed in pretrain["seeds"]]
+    benchmarks = config[suite]["downstream"]["fewshot"]["benchmarks"]
     return [
         f"results/downstream/{suite}/fewshot/{benchmark}/{backbone}_{source}/seed{seed}.json"
-        for benchmark in config[suite]["downstream"]["fewshot"]["benchmarks"]
+        for benchmark in benchmarks
         for backbone, source, seed in sources
         if source != "normals" or dataset_spec(suite, benchmark).get("normals")
-    ]
+    ] + imported_targets(suite, "fewshot", benchmarks)
 
 
 # One frozen-feature file per (benchmark, backbone, variant or random init, seed): the features
@@ -299,20 +369,42 @@ def feature_settings(suite: str) -> dict:
     return {key: config[suite]["downstream"]["svm"][key] for key in SHARED_FEATURE_KEYS}
 
 
+def imported_spec(wildcards) -> dict:
+    """The config entry of the import a run's source names ("imported-<name>"), checked against its backbone."""
+    name = wildcards.source.removeprefix(IMPORTED_PREFIX)
+    imports = imported_checkpoints(config[wildcards.suite])
+    if name not in imports:
+        raise WorkflowError(f"{wildcards.source}: config key '{wildcards.suite}.imported' has no entry {name!r} "
+                            f"(it has: {', '.join(imports) or 'none'})")
+    if imports[name]["backbone"] != wildcards.backbone:
+        raise WorkflowError(f"{wildcards.backbone}_{wildcards.source}: config key '{wildcards.suite}.imported.{name}"
+                            f".backbone' is {imports[name]['backbone']!r}")
+    return imports[name]
+
+
 def frozen_checkpoint(wildcards) -> list[str]:
-    """Input function: the checkpoint a features job reads (none at random init)."""
+    """Input function: the checkpoint a features job reads (none at random init; an import's own file)."""
     if wildcards.source == "random":
         return []
+    if wildcards.source.startswith(IMPORTED_PREFIX):
+        return [imported_spec(wildcards)["checkpoint"]]
     return [
         f"results/pretrain/{wildcards.suite}/{wildcards.backbone}/{wildcards.source}/seed{wildcards.seed}/checkpoint.pt"
     ]
 
 
 def frozen_backbone_arguments(wildcards, input) -> str:
-    """Params function: --checkpoint, or --random with the architecture pre-training trains."""
+    """Params function: --checkpoint (an import's with --imported NAME, so that its records say
+    init "imported"), or --random with the architecture pre-training trains."""
     if wildcards.source == "random":
         return f"--random {as_json(random_spec(wildcards.suite, wildcards.backbone))}"
+    if wildcards.source.startswith(IMPORTED_PREFIX):
+        name = wildcards.source.removeprefix(IMPORTED_PREFIX)
+        return f"--checkpoint {shlex.quote(input.checkpoint[0])} --imported {shlex.quote(name)}"
     return f"--checkpoint {shlex.quote(input.checkpoint[0])}"
+
+
+check_imported_checkpoints()  # needs dataset_spec (above)
 
 
 def downstream_results(suite: str) -> list[str]:

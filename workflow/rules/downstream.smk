@@ -22,8 +22,8 @@ rule standins:
         "python -m picat standins --settings {params.settings} --out {output:q} > {log:q} 2>&1"
 
 
-# One extraction of a frozen backbone's global features per (benchmark, backbone, variant or
-# random init, seed), read by both frozen-feature protocols below (svm, fewshot) instead of each
+# One extraction of a frozen backbone's global features per (benchmark, backbone, variant,
+# random init or imported checkpoint, seed), read by both frozen-feature protocols below (svm, fewshot) instead of each
 # extracting its own. Its params are the extraction's alone (n_points, batch_size: equal in the
 # two blocks, picat.config checks), so changing how a protocol fits reruns only that protocol.
 rule features:
@@ -37,7 +37,7 @@ rule features:
     benchmark:
         "results/benchmarks/{suite}/features/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
-        source="random|full|no_local|no_global|no_pose|normals",
+        source=FROZEN_SOURCES,
     threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
         mem_mb=lambda w: 6000 if w.suite in LAPTOP_SUITES else 16000,
@@ -101,8 +101,36 @@ rule svm_random:
         "--threads {threads} > {log:q} 2>&1"
 
 
+# An imported outside checkpoint (`<suite>.imported.<name>`, converted with `picat convert`)
+# under the same linear-SVM protocol: its records say init "imported", variant <name>.
+rule svm_imported:
+    input:
+        features=frozen_features(f"{IMPORTED_PREFIX}{{name}}"),
+    output:
+        "results/downstream/{suite}/svm/{benchmark}/{backbone}_imported-{name}/seed{seed}.json",
+    log:
+        "results/logs/{suite}/svm/{benchmark}_{backbone}_imported-{name}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_imported-{name}_seed{seed}.tsv"
+    wildcard_constraints:
+        name=IMPORTED_NAME,
+    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    resources:
+        mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
+        runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
+    conda:
+        "../../envs/picat.yaml"
+    params:
+        settings=lambda w: as_json(run_settings(w.suite, "svm", listing=("backbone", "benchmarks"))),
+    shell:
+        "python -m picat svm --benchmark {wildcards.benchmark} --features {input.features:q} "
+        "--settings {params.settings} --seed {wildcards.seed} --suite {wildcards.suite} --out {output:q} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
 # picat-only (not in the paper): the few-shot linear probe, one job per (benchmark, backbone,
-# variant or random init, seed); every shot count and draw fitted on the shared features.
+# variant, random init or imported checkpoint, seed); every shot count and draw fitted on the
+# shared features.
 rule fewshot:
     input:
         features=frozen_features("{source}"),
@@ -113,7 +141,7 @@ rule fewshot:
     benchmark:
         "results/benchmarks/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
-        source="random|full|no_local|no_global|no_pose|normals",
+        source=FROZEN_SOURCES,
     threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
     resources:
         mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
