@@ -111,3 +111,28 @@ def test_config_refuses_segmentation_from_a_run_that_is_not_pretrained():
     broken["paper"]["figure4"]["seed"] = 9
     with pytest.raises(ConfigError, match="paper.figure4"):
         validate_config(broken)
+
+
+def test_partseg_of_a_converted_checkpoint_is_recorded_as_imported(standins, tmp_path):
+    """A checkpoint `picat convert` imported (here from CrossPoint's layout) trains like any other,
+    and its records say init "imported", variant "crosspoint": never a Pic@Point run."""
+    import torch
+
+    from picat.convert.files import export_checkpoint, import_checkpoint
+    from picat.models.factory import backbone_checkpoint, build_point_backbone
+
+    torch.manual_seed(0)
+    options = TINY_DGCNN["options"]
+    native = tmp_path / "native.pt"
+    torch.save(backbone_checkpoint("dgcnn", options, False, "y", build_point_backbone("dgcnn", options),
+                                   {"variant": None}), native)
+    export_checkpoint(native, tmp_path / "crosspoint.pth", "crosspoint", log=lambda _: None)
+    converted = tmp_path / "crosspoint.picat.pt"
+    import_checkpoint(tmp_path / "crosspoint.pth", converted, "crosspoint",
+                      options={"k": 4, "local_centres": 8}, log=lambda _: None)
+    spec = {"format": "shapenetpart_txt", "root": str(standins / SHAPENETPART_LAYOUT), "normals": False}
+    out = tmp_path / "partseg.json"
+    records = run_partseg(spec, {"epochs": 1, "batch_size": 2, "n_points": 32, "k": 4, "lr": 0.01}, out, "demo", 0,
+                          checkpoint=converted, device="cpu", log=io.StringIO())
+    assert {(r["init"], r["variant"]) for r in records} == {("imported", "crosspoint")}
+    assert set(load_results([out])["init"]) == {"imported"}

@@ -47,12 +47,19 @@ def backbone_source(checkpoint: Path | None, random_spec: dict[str, Any] | None,
 
     Exactly one of ``checkpoint`` (init "pic@point") and ``random_spec`` ({"backbone",
     "options", "up_axis"}: a random init seeded with ``seed``, called ``baseline``) is given.
+    A checkpoint that ``picat convert`` imported (``metadata["converted_from"]``) is init
+    "imported", its variant the outside format's name (``crosspoint``): it has no Pic@Point
+    pre-training variant, and its records must never count as Pic@Point's.
     """
     if (checkpoint is None) == (random_spec is None):
         raise ValueError("give exactly one of a checkpoint and a random-init spec")
     if checkpoint is not None:
         backbone = pretrained_backbone(Path(checkpoint))
-        return backbone, "pic@point", backbone.picat_metadata["variant"], backbone.picat_metadata
+        metadata = backbone.picat_metadata
+        converted = metadata.get("converted_from")
+        if converted:
+            return backbone, "imported", str(converted.get("format") or "outside"), metadata
+        return backbone, "pic@point", metadata["variant"], metadata
     backbone = random_backbone(random_spec["backbone"], random_spec["options"], seed, random_spec["up_axis"])
     return backbone, baseline, None, None
 
