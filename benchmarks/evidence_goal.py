@@ -1,8 +1,8 @@
 """Check issue 12's goal on a finished evidence run: pre-trained vs random init, with 95% intervals.
 
-Reads the long table (``results/tables.csv``) and the correspondence results
-(``results/correspondence/<suite>/*.json``) that ``snakemake results/tables.csv --config
-suite=evidence`` writes, and prints, per (protocol, benchmark, metric, variant):
+Reads the per-seed downstream records (``results/downstream/<suite>/{svm,fewshot}/**/seed*.json``)
+and the correspondence results (``results/correspondence/<suite>/*/seed*.json``) that
+``snakemake results/tables.csv --config suite=evidence`` writes, and prints, per (protocol, benchmark, metric, variant):
 mean over seeds, the 95% Student-t interval of the mean, and n, for Pic@Point and random init;
 then whether the goal holds:
 
@@ -74,7 +74,8 @@ def gap_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 def correspondence_rows(results: Path, suite: str) -> pd.DataFrame:
     """Per variant: mean and 95% interval over seeds of each predictor's view/batch top-1 and top-5."""
-    records = [json.loads(path.read_text()) for path in sorted((results / "correspondence" / suite).glob("*.json"))]
+    paths = sorted((results / "correspondence" / suite).glob("*/seed*.json"))
+    records = [json.loads(path.read_text()) for path in paths]
     rows = []
     by_variant: dict[tuple[str, str], list[dict]] = {}
     for record in records:
@@ -95,9 +96,23 @@ def _ci(low: float, high: float) -> str:
     return "n/a" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
 
 
+def load_records(results: Path, suite: str) -> pd.DataFrame:
+    """Every per-seed svm/few-shot record of ``suite`` as one long frame (one row per record)."""
+    root = results / "downstream" / suite
+    paths = sorted(root.glob("svm/**/seed*.json")) + sorted(root.glob("fewshot/**/seed*.json"))
+    if not paths:
+        raise SystemExit(f"no svm/fewshot records under {root}: run the {suite} suite first")
+    records = []
+    for path in paths:
+        loaded = json.loads(path.read_text())
+        # svm writes one record per file, few-shot a list (one per shot count)
+        records += loaded if isinstance(loaded, list) else [loaded]
+    return pd.DataFrame.from_records([{k: v for k, v in r.items() if k != "details"} for r in records])
+
+
 def report(results: Path, suite: str) -> str:
     """The goal check as Markdown."""
-    long = pd.read_csv(results / "tables.csv")
+    long = load_records(results, suite)
     gaps = gap_rows(summarise(long, suite))
     lines = [f"## Pre-trained vs random init ({suite} suite; mean over seeds, 95% t-interval of the mean)", "",
              "| protocol | benchmark | metric | variant | Pic@Point | random init | gap | intervals apart |",

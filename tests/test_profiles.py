@@ -174,44 +174,71 @@ def test_slurm_profile_asks_gpu_partition_for_every_training_rule():
         assert settings[key] is True, key
 
 
-def test_paper_suite_resources_per_rule(tmp_path):
-    """The dry run (-n) of the paper suite, with stand-in folders where its datasets go: the
-    resources Snakemake will request per job."""
+def populate_paper(workdir: Path, n_shards: int = 100) -> None:
+    """The paper suite with stand-in dataset folders and a finished corpus, renders, shards and
+    feature caches for ``n_shards`` shards (50k objects at 500 per shard), in the order the
+    workflow makes them, plus a PointNeXt checkpoint: pre-training and fine-tuning are ready."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["suite"] = "paper"
+    config["render_env"] = ".envs/render"
     paper = config["paper"]
-    paper["corpus"].update(kind="mesh_folder", root=str(tmp_path / "meshes"))
-    (tmp_path / "meshes").mkdir()
+    paper["corpus"].update(kind="mesh_folder", root=str(workdir / "meshes"))
+    (workdir / "meshes").mkdir()
     for spec in paper["downstream"]["datasets"].values():
-        spec["root"] = str(tmp_path / "datasets" / Path(spec["root"]).name)
+        spec["root"] = str(workdir / "datasets" / Path(spec["root"]).name)
         Path(spec["root"]).mkdir(parents=True, exist_ok=True)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    shards = tmp_path / "results/corpus/paper/shards"
-    shards.mkdir(parents=True)
-    (tmp_path / "results/corpus/paper/manifest.tsv").write_text("")
-    for i in range(100):  # 50k objects at 500 per shard
-        (shards / f"shard_{i:05d}.tsv").write_text("")
-    result = run_snakemake(tmp_path, "-n", "--workflow-profile", str(SLURM_PROFILE), "--cores", "64",
-                           "results/pretrain/paper/dgcnn/full/seed0/checkpoint.pt",
-                           "results/downstream/paper/finetune/scanobjectnn_obj_bg/pointnext_full/seed0.json")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = {}
-    for block in result.stdout.split("\nrule ")[1:]:
-        rule = block.split(":", 1)[0]
-        threads = int(re.search(r"threads: (\d+)", block).group(1)) if "threads:" in block else 1
-        resources = dict(re.findall(r"(\w+)=([^,\n]+)", re.search(r"resources: (.*)", block).group(1)))
-        jobs.setdefault(rule, (threads, resources))
-    threads, res = jobs["pretrain_run"]
-    assert threads == 8 and res["gpu"] == "1" and res["slurm_partition"] == "gpu"
-    assert res["runtime"] == str(24 * 60) and res["mem_mb"] == str(6000 + 2000 * 4 + 8 * 100)
-    threads, res = jobs["encode"]  # the frozen 2D network over ~1M renders: on a GPU node (issue 13)
-    assert res["gpu"] == "1" and res["slurm_partition"] == "gpu"
-    assert "--amp auto" in result.stdout  # every training and encoding job gets the suite's precision
-    threads, res = jobs["render"]
-    assert threads == 4 and "gpu" not in res and res["slurm_partition"] == "cpu"
-    assert res["runtime"] == str(15 + 500 * 20 * 6 // 120) and res["mem_mb"] == "8000"
-    threads, res = jobs["finetune"]
-    assert res["gpu"] == "1" and res["runtime"] == str(12 * 60)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    shards = [f"shard_{i:05d}" for i in range(n_shards)]
+    files = [".envs/render/picat-render-env.json", "results/corpus/paper/manifest.tsv"]
+    files += [f"results/corpus/paper/shards/{s}.tsv" for s in shards]
+    for stage in ("renders", "shards", "features"):
+        files += [f"results/{stage}/paper/{s}.h5" for s in shards]
+    files.append("results/pretrain/paper/pointnext/full/seed0/checkpoint.pt")
+    start = time.time() - 10_000
+    for i, name in enumerate(files):
+        path = workdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("object_id\tcategory\tpath\n" if name.endswith(".tsv") else "{}")
+        os.utime(path, (start + i, start + i))
+    for folder in ("results/corpus/paper/shards", "results/corpus/paper"):
+        os.utime(workdir / folder, (start + 1, start + 1))
+
+
+def test_paper_suite_resources_per_rule(tmp_path):
+    """The sbatch requests the SLURM profile makes for the paper suite's jobs (read from the
+    plugin's genuine sbatch calls, not from a dry run, whose display of string and
+    input-dependent resources differs between Snakemake versions)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
+    populate_paper(tmp_path)
+    profile = ("--workflow-profile", str(SLURM_PROFILE))
+    settings = profile_settings(SLURM_PROFILE)
+    gpu_partition = settings["set-resources"]["pretrain_run"]["slurm_partition"]
+    cpu_partition = settings["default-resources"]["slurm_partition"]
+    assert gpu_partition != cpu_partition
+
+    checkpoint = "results/pretrain/paper/dgcnn/full/seed0/checkpoint.pt"
+    (pretrain,) = map(options, sbatch_calls(tmp_path, checkpoint, *profile))
+    assert pretrain["--cpus-per-task"] == "8" and pretrain["--gpus"] == "1" and pretrain["-p"] == gpu_partition
+    assert pretrain["-t"] == str(24 * 60) and pretrain["--mem"] == str(6000 + 2000 * 4 + 8 * 100)
+
+    target = "results/downstream/paper/finetune/scanobjectnn_obj_bg/pointnext_full/seed0.json"
+    (finetune,) = map(options, sbatch_calls(tmp_path, target, *profile))
+    assert finetune["--gpus"] == "1" and finetune["-p"] == gpu_partition and finetune["-t"] == str(12 * 60)
+
+    (tmp_path / "results/features/paper/shard_00000.h5").unlink()
+    (encode,) = map(options, sbatch_calls(tmp_path, "results/features/paper/shard_00000.h5", *profile))
+    # the frozen 2D network over ~1M renders: on a GPU node (issue 13)
+    assert encode["--gpus"] == "1" and encode["-p"] == gpu_partition
+
+    (tmp_path / "results/renders/paper/shard_00000.h5").unlink()
+    (render,) = map(options, sbatch_calls(tmp_path, "results/renders/paper/shard_00000.h5", *profile))
+    assert render["--cpus-per-task"] == "4" and "--gpus" not in render and render["-p"] == cpu_partition
+    assert render["-t"] == str(15 + 500 * 20 * 6 // 120) and render["--mem"] == "8000"
+
+    # Every training and encoding job gets the suite's precision (printshellcmds in a dry run).
+    result = run_snakemake(tmp_path, "-n", *profile, "--forceall", checkpoint)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--amp auto" in result.stdout
 
 
 def test_default_profile_is_applied_without_being_named(tmp_path):
