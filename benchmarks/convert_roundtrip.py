@@ -46,7 +46,7 @@ def randomise(model: nn.Module, seed: int) -> nn.Module:
 def outside_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The state_dict an outside file holds (OpenPoints wraps it under "model")."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    return payload["model"] if "model" in payload else payload
+    return payload.get("model", payload)
 
 
 def max_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> float:
