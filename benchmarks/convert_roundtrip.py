@@ -1,7 +1,7 @@
 """Round trips of every ``picat convert`` format, through the real command line.
 
 For each format: a picat checkpoint (a backbone with every parameter and BatchNorm statistic
-randomised, seeded, paper-size settings) is exported with ``picat convert --to FORMAT``,
+randomised with seeded positive values, paper-size settings) is exported with ``picat convert --to FORMAT``,
 imported back with ``--from FORMAT``, and exported once more. Printed per format: the number of
 tensors, the largest absolute difference picat -> outside -> picat (weights), outside ->
 picat -> outside (the outside file's tensors), and between the original and the re-imported
@@ -33,8 +33,10 @@ CASES = (
 
 
 def randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Every parameter and floating buffer drawn from a seeded normal (so that no tensor is at
-    its initial value, and a swapped pair of tensors would show)."""
+    """Every parameter and floating buffer set to seeded random positive values (|N(0,1)| / 10
+    + 0.01: positive so that BatchNorm variances stay valid), so that no tensor is at its
+    initial value and a swapped pair of tensors would show. (tests/ has its own randomisers;
+    a benchmark does not import from tests.)"""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
