@@ -86,6 +86,15 @@ def test_segmentation_blocks_are_optional_but_need_their_dataset(config):
         validate_config(needs)
 
 
+def test_suite_threads_are_a_positive_integer(config):
+    assert config["demo"]["threads"] == 1  # two 1-thread jobs side by side on a 2-core machine
+    for value in (0, 1.5, "2"):
+        bad = copy.deepcopy(config)
+        bad["demo"]["threads"] = value
+        with pytest.raises(ConfigError, match="'demo.threads'"):
+            validate_config(bad)
+
+
 def test_pretrain_threads_choose_the_job_size_not_the_run(config):
     from picat.config import pretrain_run_settings
 

@@ -45,11 +45,13 @@ def profile_settings(profile: Path) -> dict:
 
 
 def gpu_config() -> dict:
-    """The demo suite with one GPU per training job and 4 render threads (so that caps show)."""
+    """The demo suite with one GPU per training job, 3 threads per training job and 4 render
+    threads (so that caps show)."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["render_env"] = ".envs/render"
     demo = config["demo"]
     demo["pretrain"]["gpus"] = 1
+    demo["threads"] = 3
     demo["render"]["threads"] = 4
     return config
 
@@ -148,7 +150,7 @@ def test_slurm_profile_requests_a_gpu_for_pretraining(slurm_submissions):
     assert sbatch["--gpus"] == "1"
     assert sbatch["-t"] == "60"                       # demo: 60 min (paper: 24 h)
     assert sbatch["--mem"] == str(6000 + 8 * 1)       # demo: no loader workers, one shard
-    assert sbatch["--cpus-per-task"] == "2"
+    assert sbatch["--cpus-per-task"] == "3"           # the suite's threads
     assert "rule_pretrain_run" in sbatch["--comment"]
     assert "--executor slurm-jobstep" in sbatch["--wrap"] and PRETRAIN_TARGET not in sbatch.get("-D", "")
 

@@ -38,7 +38,7 @@ rule features:
         "results/benchmarks/{suite}/features/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source=FROZEN_SOURCES,
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 6000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
@@ -64,7 +64,7 @@ rule svm_pretrained:
         "results/logs/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_{variant}_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
@@ -87,7 +87,7 @@ rule svm_random:
         "results/logs/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_random_seed{seed}.tsv"
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
@@ -114,7 +114,7 @@ rule svm_imported:
         "results/benchmarks/{suite}/svm/{benchmark}_{backbone}_imported-{name}_seed{seed}.tsv"
     wildcard_constraints:
         name=IMPORTED_NAME,
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
@@ -142,7 +142,7 @@ rule fewshot:
         "results/benchmarks/{suite}/fewshot/{benchmark}_{backbone}_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source=FROZEN_SOURCES,
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 30 if w.suite in LAPTOP_SUITES else 180,
@@ -168,7 +168,7 @@ rule finetune:
         "results/benchmarks/{suite}/finetune/{benchmark}_pointnext_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 8000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 12 * 60,

@@ -11,7 +11,7 @@ rule encode:
         "results/logs/{suite}/encode/{shard}.log",
     benchmark:
         "results/benchmarks/{suite}/encode/{shard}.tsv"
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 4000 if w.suite in LAPTOP_SUITES else 12000,
         runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 180,
@@ -39,8 +39,8 @@ rule pretrain_run:
         "results/logs/{suite}/pretrain/{backbone}_{variant}_seed{seed}.log",
     benchmark:
         "results/benchmarks/{suite}/pretrain/{backbone}_{variant}_seed{seed}.tsv"
-    # pretrain.threads when set (evidence: 1, so that 2 cores run two runs side by side), else 2 / 8.
-    threads: lambda w: config[w.suite]["pretrain"].get("threads", 2 if w.suite in LAPTOP_SUITES else 8)
+    # pretrain.threads when set (evidence: 1, so that 2 cores run two runs side by side), else the suite's.
+    threads: lambda w: config[w.suite]["pretrain"].get("threads", job_threads(w.suite))
     resources:
         # Shards and feature caches are read lazily: a fixed part (model, batches, the 2D
         # heads), 2 GB per data-loader worker, and a few MB per open shard and cache (measured

@@ -54,7 +54,7 @@ rule partseg:
         "results/benchmarks/{suite}/partseg/shapenetpart_dgcnn_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 8000 if w.suite in LAPTOP_SUITES else 16000,
         runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 24 * 60,
@@ -85,7 +85,7 @@ rule semseg:
         "results/benchmarks/{suite}/semseg/s3dis_pointnext_{source}_seed{seed}.tsv"
     wildcard_constraints:
         source="scratch|full|no_local|no_global|no_pose",
-    threads: lambda w: 2 if w.suite in LAPTOP_SUITES else 8
+    threads: lambda w: job_threads(w.suite)
     resources:
         mem_mb=lambda w: 6000 if w.suite in LAPTOP_SUITES else 32000,
         runtime=lambda w: 60 if w.suite in LAPTOP_SUITES else 24 * 60,
