@@ -118,20 +118,26 @@ def test_svm_step_writes_records_for_pretrained_and_random_backbones(datasets, t
 
 
 def test_finetuning_learns_an_easy_task_and_selects_on_validation_only():
-    train_x, train_y = shapes(10, 64, 0)
-    test_x, test_y = shapes(5, 64, 1)
-    # 10 epochs (40 steps): with 3 (12 steps) the tiny network sat at chance on some machines,
-    # its BatchNorm running statistics not yet settled for evaluation.
-    settings = FinetuneSettings(epochs=10, batch_size=4, n_points=32, lr=0.01, selection="val", val_fraction=0.2)
+    train_x, train_y = shapes(20, 64, 0)
+    test_x, test_y = shapes(10, 64, 1)
+    # A tiny network on a tiny task: one initialisation's test accuracy depends on the CPU's
+    # floating-point paths (with 16 training objects, lr 0.01 and 32 points, init seed 0 scored
+    # 60% on an AMD EPYC and >= 80% elsewhere). So: 32 training objects, every point, no label
+    # smoothing, and the mean over three initialisations; measured over 24 initialisations, 22
+    # scored >= 95% and none below 70%.
+    settings = FinetuneSettings(epochs=10, batch_size=8, n_points=64, lr=0.03, label_smoothing=0.0,
+                                selection="val", val_fraction=0.2)
 
-    def run(test_labels):
-        torch.manual_seed(0)
+    def run(test_labels, init_seed: int = 0):
+        torch.manual_seed(init_seed)
         model = PointNeXtClassifier(2, PointNeXtConfig(**TINY_POINTNEXT))
         return finetune(model, train_x[..., :3], train_y, test_x[..., :3], test_labels, settings, seed=0,
                         log=io.StringIO())
 
-    result = run(test_y)
-    assert result["test"]["overall_accuracy"] >= 80 and result["n_val"] == 4 and result["n_train"] == 16
+    results = [run(test_y, init_seed) for init_seed in range(3)]
+    assert np.mean([r["test"]["overall_accuracy"] for r in results]) >= 85  # chance: 50
+    result = results[0]
+    assert result["n_val"] == 8 and result["n_train"] == 32
     assert [row["epoch"] for row in result["history"]] == list(range(1, 11)) and "val_accuracy" in result["history"][0]
     # Same seed, flipped test labels: the same epoch is selected (selection never sees test).
     flipped = run(1 - test_y)
