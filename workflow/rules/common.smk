@@ -37,16 +37,15 @@ SUITE = config["suite"]
 LAPTOP_SUITES = ("demo", "evidence")
 SETTINGS = suite_settings(config)
 RENDER_ENV = config["render_env"]
+RENDER_ENV_STAMP = f"{RENDER_ENV}/picat-render-env.json"
 
 
 def job_threads(suite: str) -> int:
-    """Threads of a training, feature-extraction or SVM job: the suite's `threads`, else 2 on the
-    laptop suites and 8 on the paper suite. On 2 cores, 1 runs two such jobs side by side, which
-    finishes a fan-out sooner than one 2-thread job at a time (docs/reproducibility.md)."""
+    """Threads of a training, encoding, feature-extraction or SVM job: the suite's `threads`, else
+    2 on the laptop suites and 8 on the paper suite. On 2 cores, 1 runs two such jobs side by
+    side, which finishes a fan-out sooner than one 2-thread job at a time (docs/reproducibility.md)."""
     return config[suite].get("threads", 2 if suite in LAPTOP_SUITES else 8)
 
-
-RENDER_ENV_STAMP = f"{RENDER_ENV}/picat-render-env.json"
 
 # Every job runs `python -m picat ...`. The Python running Snakemake has picat installed; its
 # folder goes first on the jobs' PATH, so `.venv/bin/snakemake` works without an activated
